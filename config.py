@@ -1,0 +1,279 @@
+"""Typed configuration: `config.yaml` → nested frozen dataclasses, validated once at start.
+
+Every tunable of the product lives in `config.yaml`. Each section is a dataclass below;
+fields declare their allowed values with `number(...)`, `choice(...)` or a plain default.
+`load_config` fails fast with one line naming the bad key and what is allowed:
+
+    config.yaml: vad.threshold must be a number in [0.0, 1.0], got 1.7
+
+Environment variables override secrets only: a section names the variable that holds an
+API key (`api_key_env`), and `secret(name)` reads it when a client is built. Secrets are
+never stored in the config object, so they cannot be echoed by logging it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_PATH = Path(__file__).with_name("config.yaml")
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased as one line for the user."""
+
+
+def number(default, lo=None, hi=None):
+    """A numeric field with an inclusive allowed range."""
+    return field(default=default, metadata={"range": (lo, hi)})
+
+
+def choice(default, *options):
+    """A string field restricted to `options` (default first)."""
+    return field(default=default, metadata={"choices": (default, *options)})
+
+
+def section(cls):
+    """A nested section whose defaults are its dataclass defaults."""
+    return field(default_factory=cls)
+
+
+# ── sections ──────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = number(7860, 0, 65535)
+    # STUN/TURN servers for WebRTC; empty keeps every connection on the local network.
+    ice_servers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    # The rate the speech stack works at (Silero VAD and Whisper both want 16 kHz).
+    sample_rate: int = choice(16000, 8000)
+    # Lowest and highest input rates accepted from microphones and files.
+    min_input_rate: int = number(8000, 8000, 192000)
+    max_input_rate: int = number(48000, 8000, 192000)
+
+
+@dataclass(frozen=True)
+class EchoGuardConfig:
+    # reference: cancel the agent's own voice using what was played, then raise the bar;
+    # threshold: only raise the bar while the agent plays; off: trust the VAD as is.
+    mode: str = choice("reference", "threshold", "off")
+    threshold_while_playing: float = number(0.7, 0.0, 1.0)
+    start_s_while_playing: float = number(0.25, 0.0, 5.0)
+    # Speaker → mic delay searched for by the reference canceller.
+    max_delay_s: float = number(0.25, 0.0, 1.0)
+    filter_taps: int = number(32, 1, 512)
+    # Window the canceller fits its filter over.
+    fit_window_s: float = number(1.0, 0.1, 10.0)
+
+
+@dataclass(frozen=True)
+class VADConfig:
+    threshold: float = number(0.5, 0.0, 1.0)
+    # Speech shorter than start_s is not a turn; silence shorter than end_s does not end one.
+    start_s: float = number(0.2, 0.0, 5.0)
+    end_s: float = number(0.5, 0.05, 10.0)
+    # Audio kept before the detected onset and after the detected end of a turn.
+    pad_s: float = number(0.1, 0.0, 2.0)
+    # A turn longer than this is cut (bounded memory for someone who never stops).
+    max_turn_s: float = number(60.0, 1.0, 600.0)
+    echo_guard: EchoGuardConfig = section(EchoGuardConfig)
+
+
+@dataclass(frozen=True)
+class ASRConfig:
+    model: str = choice("tiny.en", "base.en")
+    compute_type: str = choice("int8", "int8_float32", "float32")
+    beam_size: int = number(1, 1, 10)
+    threads: int = number(2, 1, 64)
+
+
+@dataclass(frozen=True)
+class TTSConfig:
+    voice: str = "en_US-joe-medium"
+    # >1 speaks slower, <1 faster.
+    length_scale: float = number(1.0, 0.3, 3.0)
+    volume: float = number(1.0, 0.0, 4.0)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    # local: the bundled Gemma under an embedded llama.cpp server; openai: any
+    # OpenAI-compatible text endpoint at base_url.
+    provider: str = choice("local", "openai")
+    # chat: /v1/chat/completions; completions: a few-shot transcript for base models.
+    api: str = choice("completions", "chat")
+    base_url: str = ""
+    model: str = "gemma-3-270m"
+    api_key_env: str = "LLM_API_KEY"
+    max_tokens: int = number(60, 1, 4096)
+    temperature: float = number(0.7, 0.0, 2.0)
+    timeout_s: float = number(20.0, 0.5, 600.0)
+    context_tokens: int = number(2048, 256, 131072)
+    threads: int = number(2, 1, 64)
+
+
+@dataclass(frozen=True)
+class OmniConfig:
+    base_url: str = ""
+    model: str = ""
+    voice: str = "Chelsie"
+    audio_format: str = choice("wav", "pcm16")
+    output_sample_rate: int = number(24000, 8000, 48000)
+    api_key_env: str = "OMNI_API_KEY"
+    timeout_s: float = number(30.0, 0.5, 600.0)
+    max_retries: int = number(3, 0, 10)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    # cascade: ASR → text LLM → TTS (the offline default); omni: speech in, speech out.
+    mode: str = choice("cascade", "omni")
+    persona: str = "ada"
+    history_turns: int = number(8, 0, 200)
+    # User speech shorter than this while the agent talks is a backchannel, not barge-in.
+    backchannel_s: float = number(0.4, 0.0, 5.0)
+
+
+@dataclass(frozen=True)
+class AvatarConfig:
+    backend: str = choice("portrait", "causal_dit")
+    fps: int = number(25, 1, 60)
+    frames_per_block: int = number(12, 1, 250)
+    size: int = number(512, 64, 2048)
+    # Empty: the persona's image, else the bundled astronaut portrait.
+    image: str = ""
+    # Animate a centred region when the reference has no detectable face.
+    allow_no_face: bool = False
+    # Blocks rendered ahead of playback.
+    lookahead_blocks: int = number(2, 1, 32)
+    seed: int = number(0, 0, 2**31 - 1)
+    checkpoint: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = section(ServerConfig)
+    audio: AudioConfig = section(AudioConfig)
+    vad: VADConfig = section(VADConfig)
+    asr: ASRConfig = section(ASRConfig)
+    tts: TTSConfig = section(TTSConfig)
+    llm: LLMConfig = section(LLMConfig)
+    omni: OmniConfig = section(OmniConfig)
+    agent: AgentConfig = section(AgentConfig)
+    avatar: AvatarConfig = section(AvatarConfig)
+
+
+# ── loading ───────────────────────────────────────────────────────────────────────────
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Read YAML at `path` (default: the repository's config.yaml) into a `Config`.
+
+    `overrides` is a nested dict applied on top of the file (tests, CLI flags).
+    Raises ConfigError with a one-line message on any problem.
+    """
+    path = Path(path) if path else DEFAULT_PATH
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file; pass --config PATH") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; check indentation and colons") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(raw).__name__}")
+    if overrides:
+        raw = _merge(raw, overrides)
+    try:
+        return from_dict(Config, raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path.name}: {e}") from None
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from `data`, validating every key against the field specs."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key '{prefix}{unknown[0]}' (allowed: {', '.join(fields)})")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        values[name] = _convert(hints[name], value, fields[name], prefix + name)
+    return cls(**values)
+
+
+def _convert(kind, value, f: dataclasses.Field, key: str):
+    if dataclasses.is_dataclass(kind):
+        return from_dict(kind, value if value is not None else {}, key + ".")
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        (item,) = {a for a in typing.get_args(kind) if a is not Ellipsis}
+        return tuple(_scalar(item, v, f"{key}[{i}]") for i, v in enumerate(value))
+    value = _scalar(kind, value, key)
+    if "choices" in f.metadata and value not in f.metadata["choices"]:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, f.metadata['choices']))}, got {value!r}")
+    if "range" in f.metadata:
+        lo, hi = f.metadata["range"]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"{key} must be a number in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _scalar(kind, value, key: str):
+    # bool is an int in Python; a YAML `yes` must not pass as a port number.
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    raise TypeError(f"unsupported config type for {key}: {kind}")
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out.get(k) or {}, v) if isinstance(v, dict) else v
+    return out
+
+
+def secret(env_var: str) -> str | None:
+    """The value of a secret from the environment (API keys); None when unset or empty."""
+    value = os.environ.get(env_var, "").strip()
+    return value or None
+
+
+def to_yaml(cfg: Config) -> str:
+    """The full effective config as YAML (secrets are not part of it)."""
+    def plain(x):
+        if dataclasses.is_dataclass(x):
+            return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        return list(x) if isinstance(x, tuple) else x
+    return yaml.safe_dump(plain(cfg), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Audio in and out: formats, VAD, speaker turns, ASR, TTS, local devices."""
