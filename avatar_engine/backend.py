@@ -14,13 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Phoneme:
-    """One phoneme of the agent's speech, on the session clock (seconds)."""
-    symbol: str
-    start: float
-    end: float
+from speech.timeline import Phoneme  # re-exported: backends take phonemes on the session clock
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,14 @@ IDLE, TALK, LISTEN, BOTH = 0, 1, 2, 3
 USER, AGENT = "user", "agent"
 
 
+@dataclass(frozen=True)
+class Phoneme:
+    """One phoneme of speech: its symbol and its span in seconds (clock given by context)."""
+    symbol: str
+    start: float
+    end: float
+
+
 @dataclass
 class Interval:
     start: float
