@@ -71,7 +71,9 @@ class EchoGuardConfig:
     start_s_while_playing: float = number(0.25, 0.0, 5.0)
     # Speaker → mic delay searched for by the reference canceller.
     max_delay_s: float = number(0.25, 0.0, 1.0)
-    filter_taps: int = number(32, 1, 512)
+    filter_taps: int = number(64, 1, 512)
+    # After cancelling, a frame keeping less than this share of its energy is echo.
+    min_residual_ratio: float = number(0.2, 0.0, 1.0)
     # Window the canceller fits its filter over.
     fit_window_s: float = number(1.0, 0.1, 10.0)
 

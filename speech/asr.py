@@ -1,0 +1,48 @@
+"""Speech to text: faster-whisper with the bundled Whisper model, int8 on the CPU."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import assets
+from config import ASRConfig
+
+ASR_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float   # seconds from the start of the transcribed audio
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    words: tuple[Word, ...]
+    seconds: float  # audio duration
+
+
+class ASR:
+    def __init__(self, cfg: ASRConfig):
+        from faster_whisper import WhisperModel
+        self.cfg = cfg
+        self.model = WhisperModel(str(assets.whisper_dir(cfg.model)), device="cpu",
+                                  compute_type=cfg.compute_type, cpu_threads=cfg.threads)
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """Transcribe mono float32 audio at 16 kHz (use speech.audio.prepare first)."""
+        audio = np.asarray(audio, np.float32)
+        seconds = len(audio) / ASR_RATE
+        # Whisper hallucinates words into silence and sub-100 ms blips; don't ask it.
+        if len(audio) < ASR_RATE // 10 or float(np.max(np.abs(audio))) < 1e-4:
+            return Transcript("", (), seconds)
+        segments, _ = self.model.transcribe(
+            audio, language="en", beam_size=self.cfg.beam_size, word_timestamps=True,
+            condition_on_previous_text=False, vad_filter=False)
+        words = tuple(Word(w.word.strip(), w.start, w.end, w.probability)
+                      for s in segments for w in (s.words or ()))
+        return Transcript(" ".join(w.text for w in words).strip(), words, seconds)

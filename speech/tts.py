@@ -1,0 +1,85 @@
+"""Text to speech: Piper with the bundled voice, streamed sentence by sentence.
+
+Each `SpeechChunk` is one sentence: its PCM, sample rate, and the phonemes with their
+times inside the chunk (Piper's alignments), which the avatar turns into visemes.
+Synthesis is cancellable between sentences; a sentence takes ~5 % of its duration to
+make, so a cancel lands within a few tens of milliseconds.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import AsyncIterator, Iterator
+
+import numpy as np
+
+import assets
+from config import TTSConfig
+from speech.timeline import Phoneme
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    text: str
+    audio: np.ndarray                   # float32 mono in [-1, 1]
+    sample_rate: int
+    phonemes: tuple[Phoneme, ...]       # seconds from the start of this chunk
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+def phonemes_from_alignment(alignments, rate: int) -> tuple[Phoneme, ...]:
+    """Piper's per-phoneme sample counts → consecutive (symbol, start, end) spans."""
+    out, pos = [], 0
+    for a in alignments:
+        out.append(Phoneme(a.phoneme, pos / rate, (pos + a.num_samples) / rate))
+        pos += a.num_samples
+    return tuple(out)
+
+
+class TTS:
+    def __init__(self, cfg: TTSConfig):
+        from piper import PiperVoice, SynthesisConfig
+        self.cfg = cfg
+        model, config = assets.piper_voice(cfg.voice)
+        self.voice = PiperVoice.load(model, config, include_alignments=True)
+        self.sample_rate = self.voice.config.sample_rate
+        self._syn = SynthesisConfig(length_scale=cfg.length_scale, volume=cfg.volume)
+
+    def stream(self, text: str, cancel: threading.Event | None = None) -> Iterator[SpeechChunk]:
+        """Sentences of `text` as they are synthesized; stops early once `cancel` is set."""
+        for chunk in self.voice.synthesize(text, self._syn, include_alignments=True):
+            if cancel is not None and cancel.is_set():
+                return
+            audio = chunk.audio_float_array
+            phonemes = phonemes_from_alignment(chunk.phoneme_alignments or (), self.sample_rate)
+            yield SpeechChunk(" ".join(chunk.phonemes), audio, self.sample_rate, phonemes)
+
+    def synthesize(self, text: str) -> SpeechChunk:
+        """All of `text` as one chunk (fixtures, tests, benchmarks)."""
+        parts = list(self.stream(text))
+        if not parts:
+            return SpeechChunk(text, np.zeros(0, np.float32), self.sample_rate, ())
+        phonemes, offset = [], 0.0
+        for p in parts:
+            phonemes += [Phoneme(ph.symbol, ph.start + offset, ph.end + offset) for ph in p.phonemes]
+            offset += p.seconds
+        return SpeechChunk(text, np.concatenate([p.audio for p in parts]), self.sample_rate, tuple(phonemes))
+
+    async def astream(self, text: str) -> AsyncIterator[SpeechChunk]:
+        """Async `stream`: each sentence is made in a worker thread; cancelling the
+        consuming task stops synthesis after the sentence in progress."""
+        cancel = threading.Event()
+        it = self.stream(text, cancel)
+        done = object()
+        try:
+            while True:
+                chunk = await asyncio.to_thread(next, it, done)
+                if chunk is done:
+                    return
+                yield chunk
+        finally:
+            cancel.set()
