@@ -68,12 +68,10 @@ class EchoGuardConfig:
     # threshold: only raise the bar while the agent plays; off: trust the VAD as is.
     mode: str = choice("reference", "threshold", "off")
     threshold_while_playing: float = number(0.7, 0.0, 1.0)
-    start_s_while_playing: float = number(0.25, 0.0, 5.0)
+    start_s_while_playing: float = number(0.2, 0.0, 5.0)
     # Speaker → mic delay searched for by the reference canceller.
     max_delay_s: float = number(0.25, 0.0, 1.0)
     filter_taps: int = number(64, 1, 512)
-    # After cancelling, a frame keeping less than this share of its energy is echo.
-    min_residual_ratio: float = number(0.2, 0.0, 1.0)
     # Window the canceller fits its filter over.
     fit_window_s: float = number(1.0, 0.1, 10.0)
 
@@ -122,6 +120,13 @@ class LLMConfig:
     timeout_s: float = number(20.0, 0.5, 600.0)
     context_tokens: int = number(2048, 256, 131072)
     threads: int = number(2, 1, 64)
+    # 429 answers are retried this many times with backoff; other failures are not.
+    max_retries: int = number(2, 0, 10)
+    # The embedded server (provider local): 0 picks a free port on 127.0.0.1.
+    port: int = number(0, 0, 65535)
+    start_timeout_s: float = number(60.0, 1.0, 600.0)
+    # RAM for llama.cpp's prompt cache (persona prefixes reused across turns); 0 = off.
+    prompt_cache_mb: int = number(256, 0, 65536)
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,8 @@ class OmniConfig:
     api_key_env: str = "OMNI_API_KEY"
     timeout_s: float = number(30.0, 0.5, 600.0)
     max_retries: int = number(3, 0, 10)
+    # How user audio is embedded: plain base64 (OpenAI, vLLM) or a data URL (DashScope).
+    input_audio: str = choice("base64", "data_url")
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,8 @@ class AgentConfig:
     mode: str = choice("cascade", "omni")
     persona: str = "ada"
     history_turns: int = number(8, 0, 200)
+    # Approximate token budget of the history sent with each request.
+    history_tokens: int = number(1024, 0, 131072)
     # User speech shorter than this while the agent talks is a backchannel, not barge-in.
     backchannel_s: float = number(0.4, 0.0, 5.0)
 

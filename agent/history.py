@@ -1,0 +1,75 @@
+"""Conversation history, bounded by turns and by an approximate token budget.
+
+A turn is one speaker's utterance. An agent turn cut by barge-in keeps only the text the
+user actually heard, marked `[interrupted]` when rendered, so the model knows it was cut
+off and does not believe it said the rest.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+INTERRUPTED_MARKER = "[interrupted]"
+
+
+def approx_tokens(text: str) -> int:
+    # ~4 characters per token for English with BPE/SentencePiece vocabularies, plus the
+    # role label and separators around each turn. Good enough for a budget.
+    return len(text) // 4 + 4
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Literal["user", "agent"]
+    text: str
+    interrupted: bool = False
+
+    @property
+    def prompt_text(self) -> str:
+        """The turn as the model should see it."""
+        if not self.interrupted:
+            return self.text
+        return f"{self.text} {INTERRUPTED_MARKER}" if self.text else INTERRUPTED_MARKER
+
+
+class History:
+    """The most recent turns that fit both `max_turns` and `max_tokens` (oldest dropped first)."""
+
+    def __init__(self, max_turns: int, max_tokens: int):
+        self.max_turns = max_turns
+        self.max_tokens = max_tokens
+        self._turns: deque[Turn] = deque()
+        self._tokens = 0
+
+    @classmethod
+    def from_config(cls, agent_cfg) -> History:
+        return cls(agent_cfg.history_turns, agent_cfg.history_tokens)
+
+    def add_user(self, text: str) -> None:
+        self._add(Turn("user", text.strip()))
+
+    def add_agent(self, text: str, *, interrupted: bool = False) -> None:
+        """`text`: what was spoken; when interrupted, only the part the user heard."""
+        self._add(Turn("agent", text.strip(), interrupted))
+
+    @property
+    def turns(self) -> tuple[Turn, ...]:
+        return tuple(self._turns)
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
+
+    def clear(self) -> None:
+        self._turns.clear()
+        self._tokens = 0
+
+    def __len__(self) -> int:
+        return len(self._turns)
+
+    def _add(self, turn: Turn) -> None:
+        self._turns.append(turn)
+        self._tokens += approx_tokens(turn.prompt_text)
+        while self._turns and (len(self._turns) > self.max_turns or self._tokens > self.max_tokens):
+            self._tokens -= approx_tokens(self._turns.popleft().prompt_text)

@@ -1,0 +1,215 @@
+"""Streaming text LLM client, and the sentence splitter that lets TTS start early.
+
+Two request shapes, chosen by `llm.api`:
+- `chat`: /v1/chat/completions with the persona's system prompt and history;
+- `completions`: /v1/completions with a few-shot `User:/Assistant:` transcript and stop
+  strings, for base models without a chat template (the bundled Gemma 3 270M).
+
+    llm = TextLLM(cfg.llm, server=server)          # or base_url=... for a hosted endpoint
+    async with contextlib.aclosing(sentences(llm.reply(persona, history, "Hi!"))) as events:
+        async for event in events:
+            match event:
+                case Sentence(text): ...            # to TTS, while the LLM keeps going
+                case ReplyDone(text) | ReplyFailed(): ...
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from config import LLMConfig
+from agent.events import (FailureKind, LLMError, ReplyDone, ReplyEvent, ReplyFailed, Sentence,
+                          TextDelta)
+from agent.history import History
+from agent.persona import AGENT_LABEL, USER_LABEL, Persona
+from agent.streaming import Endpoint
+
+if TYPE_CHECKING:
+    from agent.llm_server import LocalLLMServer
+
+# A base model continues the transcript after its line: cut it at the next speaker label
+# or paragraph break. (OpenAI-compatible APIs accept at most 4 stop strings.)
+BASE_MODEL_STOPS = ["\n" + USER_LABEL, "\n" + AGENT_LABEL, "\n\n", USER_LABEL]
+
+
+class TextLLM:
+    def __init__(self, cfg: LLMConfig, *, base_url: str | None = None, server: LocalLLMServer | None = None):
+        """`server`: the embedded llama.cpp server (its URL, and waiting while it restarts);
+        else `base_url` or `llm.base_url`."""
+        url = server.base_url if server else base_url or cfg.base_url
+        if not url:
+            raise ValueError("llm.provider openai needs llm.base_url in config.yaml")
+        self.cfg = cfg
+        self.server = server
+        self.endpoint = Endpoint("llm", url, cfg.api_key_env, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries)
+
+    async def close(self) -> None:
+        await self.endpoint.close()
+
+    async def __aenter__(self) -> TextLLM:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def reply(self, persona: Persona, history: History, user_text: str) -> AsyncIterator[ReplyEvent]:
+        """Stream the agent's reply to `user_text` as TextDelta events, then ReplyDone or
+        ReplyFailed. Closing the generator early closes the HTTP request."""
+        if self.server:
+            try:
+                await self.server.wait_ready()
+            except Exception as e:  # LLMServerError: the local server is down for good
+                yield ReplyFailed(LLMError(FailureKind.CONNECTION, str(e)))
+                return
+        client = self.endpoint.client
+        common = dict(model=self.cfg.model, max_tokens=self.cfg.max_tokens, temperature=self.cfg.temperature)
+        if self.cfg.api == "completions":
+            request = client.completions.with_streaming_response.create
+            params = dict(common, prompt=persona.completion_prompt(history, user_text), stop=BASE_MODEL_STOPS)
+            cleaner = BaseModelCleaner()
+        else:
+            request = client.chat.completions.with_streaming_response.create
+            params = dict(common, messages=[*persona.chat_messages(history),
+                                            {"role": "user", "content": user_text.strip()}])
+            cleaner = None
+        parts: list[str] = []
+        finish_reason = "stop"
+        try:
+            async for chunk in self.endpoint.stream(request, **params):
+                text, reason = _chunk_text(chunk)
+                finish_reason = reason or finish_reason
+                if cleaner:
+                    text = cleaner.feed(text)
+                if text:
+                    parts.append(text)
+                    yield TextDelta(text)
+        except LLMError as e:
+            yield ReplyFailed(e)
+            return
+        tail = cleaner.finish() if cleaner else ""
+        if tail:
+            parts.append(tail)
+            yield TextDelta(tail)
+        yield ReplyDone("".join(parts).strip(), finish_reason)
+
+
+def _chunk_text(chunk: dict) -> tuple[str, str | None]:
+    """The text of a completions (`choices[0].text`) or chat (`choices[0].delta.content`)
+    chunk, and its finish_reason; anything unexpected reads as no text."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return "", None
+    choice = choices[0]
+    text = choice.get("text")
+    if text is None and isinstance(choice.get("delta"), dict):
+        text = choice["delta"].get("content")
+    reason = choice.get("finish_reason")
+    return (text if isinstance(text, str) else ""), (reason if isinstance(reason, str) else None)
+
+
+class BaseModelCleaner:
+    """Streaming cleanup of a base model's transcript continuation.
+
+    Drops a repeated `Assistant:` label at the start and ends the reply at the next
+    speaker label, in case the server did not apply the stop strings (some do not match
+    across token boundaries). Text that might be the start of a label is held back until
+    the next delta shows whether it is one.
+    """
+
+    def __init__(self, labels: tuple[str, ...] = (USER_LABEL, AGENT_LABEL)):
+        self.labels = labels
+        self._held = ""
+        self._started = False
+        self._stopped = False
+
+    def feed(self, text: str) -> str:
+        if self._stopped:
+            return ""
+        buf = self._held + text
+        if not self._started:
+            buf = buf.lstrip()
+            if any(label.startswith(buf) for label in self.labels) and buf:
+                self._held = buf  # could still become "Assistant:"
+                return ""
+            if buf.startswith(AGENT_LABEL):
+                buf = buf[len(AGENT_LABEL):].lstrip()
+            self._started = bool(buf)
+        cut = min((i for i in (buf.find(label) for label in self.labels) if i >= 0), default=-1)
+        if cut >= 0:
+            self._stopped = True
+            self._held = ""
+            return buf[:cut].rstrip()
+        hold = max((n for label in self.labels for n in range(1, len(label))
+                    if buf.endswith(label[:n])), default=0)
+        self._held = buf[len(buf) - hold:] if hold else ""
+        return buf[:len(buf) - hold]
+
+    def finish(self) -> str:
+        """What is still held back at the end of the stream (a partial label is just text)."""
+        rest, self._held = ("" if self._stopped else self._held), ""
+        return rest.rstrip() if self._started else rest.strip()
+
+
+# ── sentences ─────────────────────────────────────────────────────────────────────────
+
+# Sentence end: terminal punctuation, optional closing quotes/brackets, then whitespace.
+# Requiring the whitespace means "3.14" and "e.g.," never end a sentence; the cost is
+# waiting for the next token (tens of ms) to see it.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*\s+|\n+")
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e",
+                  "approx", "no", "fig", "mt", "u.s", "a.m", "p.m"}
+# A clause this long without a sentence end is split at its last comma, so TTS is not
+# kept waiting by a rambling sentence.
+MAX_SENTENCE_CHARS = 160
+_CLAUSE_BREAK = re.compile(r"[,;:—–]\s+")
+
+
+def split_sentences(text: str) -> tuple[list[str], str]:
+    """(complete sentences at the start of `text`, the unfinished rest). Pure."""
+    done: list[str] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        if m.group().strip() == "." and _is_abbreviation(text[start:m.start()]):
+            continue
+        sentence = text[start:m.end()].strip()
+        if sentence:
+            done.append(sentence)
+        start = m.end()
+    rest = text[start:]
+    while len(rest) > MAX_SENTENCE_CHARS:
+        breaks = [m.end() for m in _CLAUSE_BREAK.finditer(rest, 0, MAX_SENTENCE_CHARS)]
+        if not breaks:
+            break
+        done.append(rest[:breaks[-1]].strip())
+        rest = rest[breaks[-1]:]
+    return done, rest.lstrip()
+
+
+def _is_abbreviation(before: str) -> bool:
+    words = before.split()
+    if not words:
+        return False
+    word = words[-1].lower().strip("\"'(")
+    # A single letter before the period is an initial ("J. R. R. Tolkien").
+    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+
+async def sentences(events: AsyncIterator[ReplyEvent]) -> AsyncIterator[ReplyEvent]:
+    """Adds a Sentence event as soon as each sentence of the TextDeltas ends; every event
+    passes through. When the reply was cut by max_tokens, a trailing fragment is dropped
+    (unless it is all there is): better to stop at a full stop than mid-phrase."""
+    buffer = ""
+    spoke = False
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, TextDelta):
+                done, buffer = split_sentences(buffer + event.text)
+                for text in done:
+                    spoke = True
+                    yield Sentence(text)
+            elif isinstance(event, ReplyDone) and buffer.strip():
+                if not (event.finish_reason == "length" and spoke):
+                    yield Sentence(buffer.strip())
+            yield event
