@@ -46,3 +46,23 @@ class ASR:
         words = tuple(Word(w.word.strip(), w.start, w.end, w.probability)
                       for s in segments for w in (s.words or ()))
         return Transcript(" ".join(w.text for w in words).strip(), words, seconds)
+
+
+def normalize_words(text: str) -> list[str]:
+    """Lower-case words without punctuation, for comparing transcripts."""
+    import re
+    return re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """(substitutions + deletions + insertions) / reference words, by edit distance."""
+    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i]
+        for j, h in enumerate(hyp, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h)))
+        prev = cur
+    return prev[-1] / len(ref)

@@ -10,8 +10,7 @@ events on the session clock (seconds since the first pushed sample):
 Echo guard: with open speakers the agent's own voice reaches the microphone. `push`
 also takes the audio that was played during the same samples (the reference). In
 `reference` mode a short adaptive FIR, fitted by least squares, predicts the echo from
-the reference and the VAD scores what is left; frames where almost nothing is left are
-echo. In `threshold` mode (and in addition, in `reference` mode) the VAD asks for a
+the reference and the VAD scores what is left. In `threshold` mode (and in addition, in `reference` mode) the VAD asks for a
 higher probability and longer speech while the agent plays.
 """
 from __future__ import annotations
@@ -175,18 +174,13 @@ class StreamingVAD:
         self._playing_frames = 0 if playing else self._playing_frames + 1
         # The echo outlives the reference by the speaker→mic delay.
         echo_possible = guard.mode != "off" and self._playing_frames * self.frame < guard.max_delay_s * self.rate + self.frame
-        scored, echo_only = mic, False
+        scored = mic
         if self.echo is not None:
-            residual = self.echo(mic, ref)
+            residual = self.echo(mic, ref)  # keeps the canceller adapted even when idle
             if echo_possible:
                 scored = residual
-                # Little left after cancelling: this frame is (mostly) the agent's echo.
-                mic_energy = float(np.dot(mic, mic)) + 1e-12
-                echo_only = float(np.dot(residual, residual)) < guard.min_residual_ratio * mic_energy
         with torch.no_grad():
             prob = float(self.model(torch.from_numpy(np.ascontiguousarray(scored)), self.rate))
-        if echo_only:
-            prob = 0.0
         self.last_prob = prob
         threshold = guard.threshold_while_playing if echo_possible else cfg.threshold
         start_s = guard.start_s_while_playing if echo_possible else cfg.start_s
