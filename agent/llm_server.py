@@ -115,6 +115,8 @@ class LocalLLMServer:
         bounded by start_timeout_s. Raises LLMServerError when it is down for good."""
         if self._failure:
             raise self._failure
+        if self._proc is None or self._proc.poll() is not None:
+            self._ready.clear()  # died since the watchdog last looked: wait for its restart
         try:
             async with asyncio.timeout(self.start_timeout_s):
                 await self._ready.wait()
@@ -123,6 +125,18 @@ class LocalLLMServer:
                                  f"within {self.start_timeout_s:g} s") from None
         if self._failure:
             raise self._failure
+
+    async def has_died(self, within_s: float = 2.0) -> bool:
+        """Whether the process has exited, or does within `within_s`. A request that failed
+        against a dying server (it may still accept connections while it goes down) then
+        waits for the restart instead of failing the user's turn."""
+        deadline = time.monotonic() + within_s
+        while self._proc is None or self._proc.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        self._ready.clear()
+        return True
 
     # ── internals ─────────────────────────────────────────────────────────────────────
 

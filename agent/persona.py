@@ -107,6 +107,7 @@ def load_persona(name_or_path: str | Path, prompts_dir: Path = PROMPTS_DIR) -> P
             raise PersonaError(f"{where}: {label} must be a non-empty string, got {value!r}")
         return value.strip()
 
+    name, system_prompt, greeting = (text(raw, key, key) for key in ("name", "system_prompt", "greeting"))
     voice = raw.get("voice")
     if not isinstance(voice, dict) or set(voice) - {"piper", "omni"}:
         raise PersonaError(f"{where}: voice must be a mapping with keys piper and omni (optional), got {voice!r}")
@@ -121,9 +122,9 @@ def load_persona(name_or_path: str | Path, prompts_dir: Path = PROMPTS_DIR) -> P
                              text(ex, "assistant", f"examples[{i}].assistant")))
     return Persona(
         id=path.stem,
-        name=text(raw, "name", "name"),
-        system_prompt=text(raw, "system_prompt", "system_prompt"),
-        greeting=text(raw, "greeting", "greeting"),
+        name=name,
+        system_prompt=system_prompt,
+        greeting=greeting,
         piper_voice=text(voice, "piper", "voice.piper"),
         omni_voice=text(voice, "omni", "voice.omni", required=False),
         image=_image(raw.get("image", ASTRONAUT), path.parent, where),

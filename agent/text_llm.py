@@ -54,40 +54,54 @@ class TextLLM:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def reply(self, persona: Persona, history: History, user_text: str) -> AsyncIterator[ReplyEvent]:
+    async def warm_up(self, persona: Persona) -> bool:
+        """Have the server evaluate the persona's prompt prefix now (e.g. while the greeting
+        plays), so the first reply starts as fast as later ones. False if that failed."""
+        async with contextlib.aclosing(self.reply(persona, History(0, 0), "", max_tokens=1)) as events:
+            return isinstance([e async for e in events][-1], ReplyDone)
+
+    async def reply(self, persona: Persona, history: History, user_text: str, *,
+                    max_tokens: int | None = None) -> AsyncIterator[ReplyEvent]:
         """Stream the agent's reply to `user_text` as TextDelta events, then ReplyDone or
         ReplyFailed. Closing the generator early closes the HTTP request."""
-        if self.server:
-            try:
-                await self.server.wait_ready()
-            except Exception as e:  # LLMServerError: the local server is down for good
-                yield ReplyFailed(LLMError(FailureKind.CONNECTION, str(e)))
-                return
         client = self.endpoint.client
-        common = dict(model=self.cfg.model, max_tokens=self.cfg.max_tokens, temperature=self.cfg.temperature)
+        common = dict(model=self.cfg.model, max_tokens=max_tokens or self.cfg.max_tokens,
+                      temperature=self.cfg.temperature)
         if self.cfg.api == "completions":
             request = client.completions.with_streaming_response.create
             params = dict(common, prompt=persona.completion_prompt(history, user_text), stop=BASE_MODEL_STOPS)
-            cleaner = BaseModelCleaner()
         else:
             request = client.chat.completions.with_streaming_response.create
             params = dict(common, messages=[*persona.chat_messages(history),
                                             {"role": "user", "content": user_text.strip()}])
-            cleaner = None
+        cleaner = BaseModelCleaner() if self.cfg.api == "completions" else None
         parts: list[str] = []
         finish_reason = "stop"
-        try:
-            async for chunk in self.endpoint.stream(request, **params):
-                text, reason = _chunk_text(chunk)
-                finish_reason = reason or finish_reason
-                if cleaner:
-                    text = cleaner.feed(text)
-                if text:
-                    parts.append(text)
-                    yield TextDelta(text)
-        except LLMError as e:
-            yield ReplyFailed(e)
-            return
+        # A second try only when the embedded server died under the first, before any text.
+        for attempt in range(2 if self.server else 1):
+            if self.server:
+                try:
+                    await self.server.wait_ready()
+                except Exception as e:  # LLMServerError: the local server is down for good
+                    yield ReplyFailed(LLMError(FailureKind.CONNECTION, str(e)))
+                    return
+            try:
+                async for chunk in self.endpoint.stream(request, **params):
+                    text, reason = _chunk_text(chunk)
+                    finish_reason = reason or finish_reason
+                    if cleaner:
+                        text = cleaner.feed(text)
+                    if text:
+                        parts.append(text)
+                        yield TextDelta(text)
+                break
+            except LLMError as e:
+                if (attempt == 0 and self.server and not parts
+                        and e.kind in (FailureKind.CONNECTION, FailureKind.STREAM_CUT)
+                        and await self.server.has_died()):
+                    continue  # wait_ready waits for the watchdog's restart
+                yield ReplyFailed(e)
+                return
         tail = cleaner.finish() if cleaner else ""
         if tail:
             parts.append(tail)
@@ -114,8 +128,8 @@ class BaseModelCleaner:
 
     Drops a repeated `Assistant:` label at the start and ends the reply at the next
     speaker label, in case the server did not apply the stop strings (some do not match
-    across token boundaries). Text that might be the start of a label is held back until
-    the next delta shows whether it is one.
+    across token boundaries). Text that might be the start of a label, and whitespace
+    before it, is held back until the next delta shows whether it is one.
     """
 
     def __init__(self, labels: tuple[str, ...] = (USER_LABEL, AGENT_LABEL)):
@@ -141,10 +155,12 @@ class BaseModelCleaner:
             self._stopped = True
             self._held = ""
             return buf[:cut].rstrip()
-        hold = max((n for label in self.labels for n in range(1, len(label))
-                    if buf.endswith(label[:n])), default=0)
-        self._held = buf[len(buf) - hold:] if hold else ""
-        return buf[:len(buf) - hold]
+        keep = len(buf) - max((n for label in self.labels for n in range(1, len(label))
+                               if buf.endswith(label[:n])), default=0)
+        while keep and buf[keep - 1].isspace():  # whitespace before a label must not leak out
+            keep -= 1
+        self._held = buf[keep:]
+        return buf[:keep]
 
     def finish(self) -> str:
         """What is still held back at the end of the stream (a partial label is just text)."""

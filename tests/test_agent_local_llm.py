@@ -1,0 +1,230 @@
+"""The text path against the REAL embedded llama.cpp server with the bundled Gemma, and the
+server's lifecycle: start, prompt cache, a taken port, a killed process, exit on signals.
+
+The server is started once for the module (a model load takes a few seconds on 2 cores);
+every test drives it on the same event loop, as the app does.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.events import FailureKind, ReplyDone, ReplyFailed, Sentence, TextDelta
+from agent.history import History
+from agent.llm_server import LLMServerError, LocalLLMServer
+from agent.persona import AGENT_LABEL, USER_LABEL, load_persona
+from agent.text_llm import TextLLM, sentences
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def server(loop, cfg):
+    srv = LocalLLMServer.from_config(cfg.llm, verbose=True)  # verbose: cache hits in its log
+    loop.run_until_complete(asyncio.wait_for(srv.start(), 120))
+    yield srv
+    loop.run_until_complete(srv.stop())
+
+
+@pytest.fixture(scope="module")
+def llm_cfg(cfg):
+    # Greedy decoding: the same prompt gives the same reply, so tests can reason about it.
+    return dataclasses.replace(cfg.llm, temperature=0.0)
+
+
+def run(loop, coro, timeout: float = 60):
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+async def collect(events):
+    return [e async for e in events]
+
+
+def test_reply_streams_cleaned_text_from_gemma(loop, server, llm_cfg):
+    llm = TextLLM(llm_cfg, server=server)
+    history = History(8, 1024)
+    history.add_user("Hi Ada!")
+    history.add_agent("Hello! What would you like to know?")
+    events = run(loop, collect(llm.reply(load_persona("ada"), history, "Why do stars twinkle?")))
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    done = events[-1]
+    assert isinstance(done, ReplyDone), done
+    assert len(deltas) >= 3 and done.text == "".join(deltas).strip() and len(done.text) > 10
+    # A base model's continuation, cleaned: no role labels, a single paragraph.
+    assert USER_LABEL not in done.text and AGENT_LABEL not in done.text and "\n\n" not in done.text
+
+
+def test_sentences_reach_tts_before_the_reply_ends(loop, server, llm_cfg):
+    llm = TextLLM(llm_cfg, server=server)
+    persona = load_persona("ada")
+    stamped = []
+
+    async def main():
+        async for event in sentences(llm.reply(persona, History(8, 1024), "Tell me about the moon and the sun.",
+                                               max_tokens=80)):
+            stamped.append((time.monotonic(), event))
+    run(loop, main())
+    said = [e.text for _, e in stamped if isinstance(e, Sentence)]
+    done = stamped[-1][1]
+    assert isinstance(done, ReplyDone)
+    assert len(said) >= 2, said
+    # The sentences are the reply, in order, nothing lost or repeated.
+    reply = done.text if done.finish_reason != "length" else done.text[:done.text.rindex(said[-1]) + len(said[-1])]
+    assert " ".join(said) == " ".join(reply.split())
+    # The first sentence was out while the model was still generating.
+    first_sentence_at = next(t for t, e in stamped if isinstance(e, Sentence))
+    last_delta_at = max(t for t, e in stamped if isinstance(e, TextDelta))
+    assert first_sentence_at < last_delta_at
+
+
+def test_chat_api_on_the_same_server(loop, server, llm_cfg):
+    llm = TextLLM(dataclasses.replace(llm_cfg, api="chat"), server=server)
+    events = run(loop, collect(llm.reply(load_persona("basil"), History(8, 1024), "How do I boil an egg?")))
+    assert isinstance(events[-1], ReplyDone) and events[-1].text
+
+
+def test_persona_prefix_is_evaluated_once_and_cached_across_personas(loop, server, llm_cfg):
+    llm = TextLLM(llm_cfg, server=server)
+    ada, juno = load_persona("ada"), load_persona("juno")
+
+    def ask(persona, question) -> str:
+        """The server's log lines for one request."""
+        start = server.log_path.stat().st_size
+        assert isinstance(run(loop, collect(llm.reply(persona, History(8, 1024), question)))[-1], ReplyDone)
+        return server.log_path.read_bytes()[start:].decode(errors="replace")
+
+    assert run(loop, llm.warm_up(ada))
+    # The persona text (~170 tokens) was evaluated by the warm-up; the turn only adds its own.
+    hit = re.search(r"(\d+) prefix-match hit, remaining (\d+) prompt tokens", ask(ada, "What is light?"))
+    assert hit and int(hit[1]) > 100 and int(hit[2]) < 20, hit
+    ask(juno, "Is the moon real?")
+    # Juno's turn replaced Ada's state in the model; it comes back from the RAM prompt cache.
+    assert "cache hit" in ask(ada, "What is sound?")
+
+
+def test_cancelling_a_reply_frees_the_server(loop, server, llm_cfg):
+    llm = TextLLM(llm_cfg, server=server)
+    persona = load_persona("juno")
+
+    async def main():
+        async def consume():
+            async for event in llm.reply(persona, History(8, 1024), "Argue both sides of free will at length.",
+                                         max_tokens=400):
+                if isinstance(event, TextDelta):
+                    started.set()
+        started = asyncio.Event()
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(started.wait(), 30)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        t = time.monotonic()
+        events = await collect(llm.reply(persona, History(8, 1024), "Hello.", max_tokens=5))
+        return events, time.monotonic() - t
+    events, seconds = run(loop, main())
+    assert isinstance(events[-1], ReplyDone)
+    # Had the server kept generating the 400-token answer, this would wait for it.
+    assert seconds < 5.0
+
+
+def test_taken_port_is_a_clear_error(loop, server):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        other = LocalLLMServer(server.model_path, model_alias="gemma", port=port)
+        t = time.monotonic()
+        with pytest.raises(LLMServerError, match=rf"^port {port} on 127.0.0.1 is already in use; set llm.port: 0"):
+            run(loop, other.start())
+        assert time.monotonic() - t < 1.0
+        run(loop, other.stop())
+
+
+def test_a_broken_model_file_is_a_clear_error(loop, tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a model")
+    srv = LocalLLMServer(bad, model_alias="gemma", start_timeout_s=60)
+    with pytest.raises(LLMServerError, match=r"^local LLM server exited with code \d+ while starting: "):
+        run(loop, srv.start())
+    run(loop, srv.stop())
+
+
+def test_killed_server_is_detected_and_restarted(loop, server, llm_cfg, caplog):
+    llm = TextLLM(llm_cfg, server=server)
+    old_pid = server.pid
+    caplog.set_level(logging.INFO, logger="agent.llm_server")
+    os.kill(old_pid, signal.SIGKILL)
+    # The next turn, even one sent while the process is still going down, waits through
+    # the restart instead of failing.
+    events = run(loop, collect(llm.reply(load_persona("ada"), History(8, 1024), "Are you back?")), 90)
+    assert isinstance(events[-1], ReplyDone), events[-1]
+    assert server.pid != old_pid
+    assert any(f"process {old_pid} exited with code -9 (killed by SIGKILL); restarting (1/3)" in r.getMessage()
+               for r in caplog.records)
+    assert any("llm server: ready on" in r.getMessage() for r in caplog.records)
+
+
+def test_a_dead_endpoint_fails_fast(loop, llm_cfg):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llm = TextLLM(llm_cfg, base_url=f"http://127.0.0.1:{port}/v1")
+    t = time.monotonic()
+    (event,) = run(loop, collect(llm.reply(load_persona("ada"), History(8, 1024), "Hello?")))
+    assert isinstance(event, ReplyFailed) and event.kind == FailureKind.CONNECTION
+    assert time.monotonic() - t < 2.0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_the_server_does_not_outlive_the_app(server, sig):
+    """Ctrl-C: the app unwinds and stops it; SIGTERM (no handler): the kernel stops it."""
+    app = textwrap.dedent(f"""
+        import asyncio, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from agent.llm_server import LocalLLMServer
+        async def main():
+            async with LocalLLMServer({str(server.model_path)!r}, model_alias="gemma") as srv:
+                print(srv.pid, flush=True)
+                await asyncio.sleep(60)
+        asyncio.run(main())
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", app], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        child = int(proc.stdout.readline())
+        assert _alive(child)
+        proc.send_signal(sig)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), f"llama server {child} outlived the app after {sig.name}"
+    finally:
+        proc.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"  # a zombie is dead, just not reaped
+    except FileNotFoundError:
+        return False
