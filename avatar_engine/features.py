@@ -71,9 +71,9 @@ _SYMBOLS = {
     "IH": "iɪjy", "OO": "oɔɒ", "UU": "uʊw",
 }
 PHONEME_VISEME = {s: name for name, chars in _SYMBOLS.items() for s in chars}
-# Pauses: punctuation and Piper's sentence markers hold the mouth at rest.
-PAUSE_SYMBOLS = set(",.;:!?…—^$")
-STRESS = "ˈ"
+# Pauses: punctuation, word gaps and Piper's sentence markers pull the mouth to rest.
+PAUSE_SYMBOLS = set(",.;:!?…—^$ ")
+STRESS, SECONDARY, LENGTH = "ˈ", "ˌ", "ː"
 
 
 def viseme_of(symbol: str) -> Viseme | None:
@@ -109,6 +109,29 @@ class ListenFeatures:
 # ── talk: phonemes → visemes ──────────────────────────────────────────────────────────
 
 
+def _viseme_spans(phonemes) -> list[tuple[Viseme, float, float]]:
+    """(viseme, start, end) per phoneme. Marks that Piper gives time but no sound of
+    their own lend it to a neighbour: a length mark 'ː' lengthens the phoneme before
+    it, a stress mark the vowel after it."""
+    spans: list[list] = []
+    carry = None                                   # time of a stress mark, for the next phoneme
+    for symbol, start, end in phonemes:
+        start, end = float(start), float(end)
+        if LENGTH in symbol and spans:
+            spans[-1][2] = max(spans[-1][2], end)
+            continue
+        if STRESS in symbol or SECONDARY in symbol:
+            carry = start if carry is None else carry
+            continue
+        v = viseme_of(symbol)
+        if v is None:
+            carry = None
+            continue
+        spans.append([v, start if carry is None else carry, end])
+        carry = None
+    return [(v, s, e) for v, s, e in spans if e > s]
+
+
 def viseme_tracks(phonemes, times: np.ndarray, *, lead_s: float = LEAD_S, tau_s: float = TAU_S,
                   fps: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(open, spread, closure) at `times` from (symbol, start, end) phonemes.
@@ -120,8 +143,7 @@ def viseme_tracks(phonemes, times: np.ndarray, *, lead_s: float = LEAD_S, tau_s:
     centre, so a 20 ms /p/ between two frame centres still shuts the lips once.
     """
     times = np.asarray(times, np.float64)
-    spans = [(viseme_of(p[0]), float(p[1]), float(p[2])) for p in phonemes]
-    spans = [(v, s, e) for v, s, e in spans if v is not None and e > s]
+    spans = _viseme_spans(phonemes)
     n = len(times)
     if not spans:
         return np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(n, np.float32)
@@ -215,6 +237,9 @@ def talk_features(audio: np.ndarray, sample_rate: int, t0: float, n_frames: int,
     level = loudness(audio, n_frames)
     if len(phonemes):
         open_, spread, closure = viseme_tracks(phonemes, times, fps=fps)
+        # Louder speech opens the jaw wider (vocal effort): the visemes give shape and
+        # timing, the sound how far. Closures stay shut (0 × anything).
+        open_ = open_ * (0.2 + 0.8 * level)
         emphasis = stress_onsets(phonemes, times)
     else:
         open_, spread = envelope_mouth(audio, sample_rate, n_frames)
