@@ -68,7 +68,7 @@ class EchoGuardConfig:
     # threshold: only raise the bar while the agent plays; off: trust the VAD as is.
     mode: str = choice("reference", "threshold", "off")
     threshold_while_playing: float = number(0.7, 0.0, 1.0)
-    start_s_while_playing: float = number(0.2, 0.0, 5.0)
+    start_s_while_playing: float = number(0.15, 0.0, 5.0)
     # Speaker → mic delay searched for by the reference canceller.
     max_delay_s: float = number(0.25, 0.0, 1.0)
     filter_taps: int = number(64, 1, 512)
@@ -159,7 +159,9 @@ class AgentConfig:
 class AvatarConfig:
     backend: str = choice("portrait", "causal_dit")
     fps: int = number(25, 1, 60)
-    frames_per_block: int = number(12, 1, 250)
+    # Blocks are shown once the mic has passed their end, so a block's length is added
+    # to every latency: short blocks for the portrait (the diffusion model sets its own).
+    frames_per_block: int = number(2, 1, 250)
     size: int = number(512, 64, 2048)
     # Empty: the persona's image, else the bundled astronaut portrait.
     image: str = ""

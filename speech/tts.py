@@ -21,7 +21,6 @@ from speech.timeline import Phoneme
 
 @dataclass(frozen=True)
 class SpeechChunk:
-    text: str
     audio: np.ndarray                   # float32 mono in [-1, 1]
     sample_rate: int
     phonemes: tuple[Phoneme, ...]       # seconds from the start of this chunk
@@ -56,18 +55,18 @@ class TTS:
                 return
             audio = chunk.audio_float_array
             phonemes = phonemes_from_alignment(chunk.phoneme_alignments or (), self.sample_rate)
-            yield SpeechChunk(" ".join(chunk.phonemes), audio, self.sample_rate, phonemes)
+            yield SpeechChunk(audio, self.sample_rate, phonemes)
 
     def synthesize(self, text: str) -> SpeechChunk:
         """All of `text` as one chunk (fixtures, tests, benchmarks)."""
         parts = list(self.stream(text))
         if not parts:
-            return SpeechChunk(text, np.zeros(0, np.float32), self.sample_rate, ())
+            return SpeechChunk(np.zeros(0, np.float32), self.sample_rate, ())
         phonemes, offset = [], 0.0
         for p in parts:
             phonemes += [Phoneme(ph.symbol, ph.start + offset, ph.end + offset) for ph in p.phonemes]
             offset += p.seconds
-        return SpeechChunk(text, np.concatenate([p.audio for p in parts]), self.sample_rate, tuple(phonemes))
+        return SpeechChunk(np.concatenate([p.audio for p in parts]), self.sample_rate, tuple(phonemes))
 
     async def astream(self, text: str) -> AsyncIterator[SpeechChunk]:
         """Async `stream`: each sentence is made in a worker thread; cancelling the

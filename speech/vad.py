@@ -52,7 +52,7 @@ class EchoCanceller:
     the residual while the echo is removed.
     """
 
-    def __init__(self, cfg: EchoGuardConfig, rate: int, refit_s: float = 0.25):
+    def __init__(self, cfg: EchoGuardConfig, rate: int, refit_s: float = 0.1):
         self.taps = cfg.filter_taps
         self.max_delay = int(cfg.max_delay_s * rate)
         self.window = int(cfg.fit_window_s * rate)
@@ -150,6 +150,11 @@ class StreamingVAD:
     @property
     def now(self) -> float:
         return self.frames * self.frame / self.rate
+
+    @property
+    def last_speech_end(self) -> float:
+        """Session time just after the last speech frame of the current/last turn."""
+        return self._last_speech_end * self.frame / self.rate
 
     def push(self, mic: np.ndarray, played: np.ndarray | None = None) -> list[VADEvent]:
         """Feed mic samples (float32 at the VAD rate) and, optionally, the audio played on

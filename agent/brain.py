@@ -1,0 +1,139 @@
+"""Brains: one user turn (audio) in, the agent's speech out, as a stream of typed events.
+
+    CascadeBrain   ASR → text LLM → TTS, sentence by sentence (speech starts before the
+                   LLM has finished)
+    OmniBrain      an omni model hears the audio and streams speech back (no phonemes)
+
+Both yield `UserText` (what was heard, when known), `Speech` chunks at the session rate,
+and end with the LLM's own terminal event, `ReplyDone` or `ReplyFailed`. Cancelling the
+consuming task cancels everything underneath: the HTTP request is closed and TTS stops
+after the sentence in progress.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol
+
+import numpy as np
+
+from agent.events import ReplyDone, ReplyFailed, Sentence, TextDelta
+from agent.history import History
+from agent.persona import Persona
+from agent.text_llm import TextLLM, sentences
+from speech.asr import ASR
+from speech.audio import StreamResampler, resample
+from speech.timeline import Phoneme
+from speech.tts import TTS
+
+
+@dataclass(frozen=True)
+class UserText:
+    text: str
+    asr_s: float = 0.0              # wall time the ASR took
+
+
+@dataclass(frozen=True, eq=False)
+class Speech:
+    """A piece of the agent's voice at the session rate; phonemes in seconds from its start."""
+    audio: np.ndarray
+    text: str = ""                  # the sentence it speaks (cascade); "" for omni audio deltas
+    phonemes: tuple[Phoneme, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock stage times of one reply, measured from the brain's start."""
+    stage: str                      # "llm_first_token" | "tts_first_audio"
+    seconds: float
+
+
+BrainEvent = UserText | Speech | Timing | ReplyDone | ReplyFailed
+
+
+class Brain(Protocol):
+    def reply(self, audio: np.ndarray, history: History) -> AsyncIterator[BrainEvent]:
+        """The agent's answer to one user turn (`audio`: float32 at the session rate)."""
+
+    def speak(self, text: str) -> AsyncIterator[Speech]:
+        """Say a fixed line (greeting, apology) in the agent's voice."""
+
+
+class CascadeBrain:
+    def __init__(self, asr: ASR, llm: TextLLM, tts: TTS, persona: Persona, rate: int = 16000):
+        self.asr, self.llm, self.tts, self.persona, self.rate = asr, llm, tts, persona, rate
+
+    async def reply(self, audio: np.ndarray, history: History) -> AsyncIterator[BrainEvent]:
+        t0 = time.perf_counter()
+        heard = await asyncio.to_thread(self.asr.transcribe, audio)
+        yield UserText(heard.text, time.perf_counter() - t0)
+        if not heard.text:
+            yield ReplyDone("", "nothing_heard")  # a cough or noise: nothing to answer
+            return
+        first_token = first_audio = False
+        async with contextlib.aclosing(sentences(self.llm.reply(self.persona, history, heard.text))) as events:
+            async for event in events:
+                if isinstance(event, TextDelta) and not first_token:
+                    first_token = True
+                    yield Timing("llm_first_token", time.perf_counter() - t0)
+                elif isinstance(event, Sentence):
+                    async for speech in self.speak(event.text):
+                        if not first_audio:
+                            first_audio = True
+                            yield Timing("tts_first_audio", time.perf_counter() - t0)
+                        yield speech
+                elif isinstance(event, (ReplyDone, ReplyFailed)):
+                    yield event
+
+    async def speak(self, text: str) -> AsyncIterator[Speech]:
+        async for speech in speak_locally(self.tts, text, self.rate):
+            yield speech
+
+
+class OmniBrain:
+    """Speech in, speech out through an OpenAI-compatible omni endpoint.
+
+    Fixed lines (greeting, apology) are spoken by the local Piper voice, so an apology
+    still reaches the user when the endpoint is down.
+    """
+
+    def __init__(self, omni, tts: TTS, persona: Persona, rate: int = 16000, asr: ASR | None = None):
+        self.omni, self.tts, self.persona, self.rate, self.asr = omni, tts, persona, rate, asr
+
+    async def reply(self, audio: np.ndarray, history: History) -> AsyncIterator[BrainEvent]:
+        t0 = time.perf_counter()
+        if self.asr is not None:  # only for the transcript; the model hears the audio itself
+            heard = await asyncio.to_thread(self.asr.transcribe, audio)
+            yield UserText(heard.text, time.perf_counter() - t0)
+        resampler: StreamResampler | None = None
+        first = True
+        async with contextlib.aclosing(self.omni.reply(audio, self.rate, self.persona, history,
+                                                       voice=self.persona.omni_voice)) as events:
+            async for event in events:
+                if isinstance(event, (ReplyDone, ReplyFailed)):
+                    yield event
+                elif hasattr(event, "samples"):  # AudioDelta
+                    if resampler is None:
+                        resampler = StreamResampler(event.sample_rate, self.rate)
+                    if first:
+                        first = False
+                        yield Timing("llm_first_token", time.perf_counter() - t0)
+                        yield Timing("tts_first_audio", time.perf_counter() - t0)
+                    yield Speech(resampler(event.samples))
+
+    async def speak(self, text: str) -> AsyncIterator[Speech]:
+        async for speech in speak_locally(self.tts, text, self.rate):
+            yield speech
+
+
+async def speak_locally(tts: TTS, text: str, rate: int) -> AsyncIterator[Speech]:
+    """`text` in the local Piper voice at the session rate. The text rides on the first
+    chunk only, so what was said can be rebuilt from the chunks that were played."""
+    first = True
+    async with contextlib.aclosing(tts.astream(text)) as chunks:
+        async for chunk in chunks:
+            # phoneme times are in seconds, so they survive the change of rate
+            yield Speech(resample(chunk.audio, chunk.sample_rate, rate), text if first else "", chunk.phonemes)
+            first = False

@@ -1,0 +1,324 @@
+"""The conversation orchestrator: who speaks when, what the agent says, and how fast.
+
+One `Conversation` runs one session on one clock: the microphone's samples. A transport
+(web, booth, headless file) calls `step(mic)` once per tick (20 ms) with that tick's mic
+audio; the conversation
+
+    1. runs the VAD (with the played audio as echo reference),
+    2. turns VAD events into state changes:    LISTENING → THINKING → SPEAKING → LISTENING
+    3. takes one tick of the agent's voice from the playout and hands it, with the mic
+       audio, to the avatar, which returns the A/V blocks that are ready to show.
+
+Barge-in. User speech onset while the agent speaks pauses the agent's voice at once (the
+VAD reports onset after ~0.2 s of speech). If the user keeps talking for `backchannel_s`,
+the reply is cancelled: the brain's task (and with it the LLM's HTTP request and the TTS),
+the buffered voice, and every queued avatar block; the history keeps what was actually
+said, marked interrupted. If the user stops sooner ("mm-hm"), the agent resumes where it
+paused and the backchannel gets no answer.
+
+Failures of the brain (dead server, 401, 429, timeouts, a cut stream) become a short
+spoken apology; the conversation and its history go on.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from agent.brain import Brain, Speech, Timing, UserText
+from agent.events import ReplyDone, ReplyFailed
+from agent.history import History
+from agent.playout import Playout
+from config import Config
+from speech.timeline import AGENT, TALK, USER, Phoneme, SpeakerTimeline
+from speech.vad import StreamingVAD
+
+log = logging.getLogger(__name__)
+
+APOLOGY = "Sorry, I lost my train of thought. Could you say that again?"
+# A pause this long ends a would-be interruption early: it was a backchannel.
+BACKCHANNEL_GAP_S = 0.15
+
+
+class Phase(str, Enum):
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
+class AvatarSink(Protocol):
+    """What the conversation needs from the avatar engine."""
+
+    fps: int
+
+    def push(self, t: float, talk: np.ndarray, listen: np.ndarray,
+             phonemes: Sequence[Phoneme]) -> list:
+        """One tick from session time `t`: the agent voice played from `t` (possibly
+        shorter than the tick) and the tick's mic audio. Returns the A/V blocks now
+        ready (each with .t0, .mask, .audio)."""
+
+    def flush(self) -> None:
+        """Drop every queued block; the next block starts returning to listening."""
+
+
+@dataclass
+class TurnLog:
+    """One user turn and the agent's reply, with timings on the session clock (s)."""
+    index: int
+    user_start: float
+    user_end: float
+    detected_at: float                     # when the VAD declared the turn over
+    user_text: str = ""
+    reply_text: str = ""                   # what the brain produced
+    agent_text: str = ""                   # what was actually played
+    interrupted: bool = False
+    failure: str | None = None
+    asr_s: float | None = None             # wall-clock stage times from the turn's end
+    llm_first_token_s: float | None = None
+    tts_first_audio_s: float | None = None
+    first_audio_at: float | None = None    # first agent sample handed to the avatar
+    first_frame_at: float | None = None    # first frame of the reply shown, with its voice
+    barge_in_at: float | None = None       # onset of the user speech that cut in
+    audio_stopped_at: float | None = None  # end of the last agent sample played after it
+
+    @property
+    def response_s(self) -> float | None:
+        """End of the user's speech → the reply's first voice and frame, as the user
+        sees and hears them."""
+        return None if self.first_frame_at is None else self.first_frame_at - self.user_end
+
+    @property
+    def barge_in_s(self) -> float | None:
+        if self.barge_in_at is None or self.audio_stopped_at is None:
+            return None
+        return max(0.0, self.audio_stopped_at - self.barge_in_at)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "response_s": self.response_s, "barge_in_s": self.barge_in_s}
+
+
+@dataclass
+class _Reply:
+    turn: TurnLog
+    audio: np.ndarray               # the user's turn it answers
+    task: asyncio.Task
+    played: list[str] = field(default_factory=list)
+    done: bool = False
+
+
+class Conversation:
+    def __init__(self, cfg: Config, brain: Brain, avatar: AvatarSink, *, vad_model=None,
+                 rate: int = 16000, history: History | None = None, max_turn_logs: int = 1000):
+        self.cfg, self.brain, self.avatar, self.rate = cfg, brain, avatar, rate
+        self.vad = StreamingVAD(cfg.vad, rate, model=vad_model)
+        self.timeline = SpeakerTimeline()
+        self.history = history if history is not None else History.from_config(cfg.agent)
+        self.playout = Playout(rate)
+        self.turns: deque[TurnLog] = deque(maxlen=max_turn_logs)
+        self.phase = Phase.LISTENING
+        self.samples = 0                    # session clock, in mic samples
+        self._reply: _Reply | None = None
+        self._paused_at: float | None = None     # onset of a possible interruption
+        self._carry = np.zeros(0, np.float32)    # a turn the user continued before we answered
+        self._ignore_turn = False                # the VAD turn in progress was a backchannel
+        self._ignore_onset = 0.0
+        self._voice_heard_until = 0.0            # when the last agent sample shown so far is heard
+        self._onset = 0.0                        # onset of the user's current turn
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def now(self) -> float:
+        return self.samples / self.rate
+
+    # ── the tick ──────────────────────────────────────────────────────────────────────
+
+    async def step(self, mic: np.ndarray, played: np.ndarray | None = None) -> list:
+        """Advance one tick. `mic`: this tick's microphone audio (float32, session rate);
+        `played`: what the speaker played meanwhile, if it can leak into the mic.
+        Returns the avatar's A/V blocks that became ready."""
+        t = self.now
+        for event in self.vad.push(mic, played):
+            if event.kind == "user_started":
+                self._on_user_started(event.t)
+            else:
+                self._on_user_stopped(event)
+        self._check_interruption()
+        await asyncio.sleep(0)  # let the brain's task run between ticks
+        n = len(mic)
+        tick = self.playout.take(n if self._paused_at is None else 0)  # paused: play nothing
+        reply = self._reply
+        if tick.voiced:
+            self.timeline.add(AGENT, t, t + tick.voiced / self.rate)
+            if reply is not None:
+                reply.played += tick.texts
+                if reply.turn.first_audio_at is None:
+                    reply.turn.first_audio_at = t
+                    self.phase = Phase.SPEAKING
+        self.samples += n
+        phonemes = [Phoneme(p.symbol, t + p.start, t + p.end) for p in tick.phonemes]
+        t_render = time.perf_counter()
+        blocks = self.avatar.push(t, tick.audio[:tick.voiced], mic, phonemes)
+        render_s = time.perf_counter() - t_render
+        for b in blocks:
+            voiced = np.flatnonzero(b.mask & TALK)
+            if voiced.size:
+                # a block plays from when it is ready: the end of this tick plus rendering
+                self._voice_heard_until = self.now + render_s + (voiced[-1] + 1) / self.avatar.fps
+        if reply is not None and reply.turn.first_audio_at is not None and reply.turn.first_frame_at is None:
+            if any((b.mask & TALK).any() for b in blocks):
+                # The reply's first frame and its voice reach the user together, once the
+                # block is rendered: the end of this tick plus the render time.
+                reply.turn.first_frame_at = self.now + render_s
+        self._finish_reply_if_played()
+        return blocks
+
+    # ── VAD events ────────────────────────────────────────────────────────────────────
+
+    def _on_user_started(self, onset: float) -> None:
+        self.timeline.start(USER, onset)
+        if self._reply is None:
+            self._onset = onset
+            return
+        if self._reply.turn.first_audio_at is None and not self.playout:
+            # The user went on talking before we said anything: answer the whole thing.
+            self._carry = self._reply.audio
+            self._onset = self._reply.turn.user_start
+            self._cancel_reply(interrupted=False)
+            self.turns.pop()
+            return
+        self._paused_at = onset  # possible barge-in: stop the voice now, decide soon
+
+    def _on_user_stopped(self, event) -> None:
+        self.timeline.stop(USER, event.t)
+        if self._ignore_turn:
+            self._ignore_turn = False
+            return
+        if self._reply is not None:
+            return  # speech over the agent that neither interrupted nor was a backchannel
+        audio = np.concatenate([self._carry, event.audio]) if len(self._carry) else event.audio
+        self._carry = np.zeros(0, np.float32)
+        turn = TurnLog(len(self.turns), self._onset, event.t, self.now)
+        self.turns.append(turn)
+        self.phase = Phase.THINKING
+        task = asyncio.create_task(self._run_reply(turn, audio), name=f"reply-{turn.index}")
+        self._reply = _Reply(turn, audio, task)
+
+    def _check_interruption(self) -> None:
+        if self._paused_at is None and not (self._ignore_turn and self._reply is not None):
+            return
+        onset = self._paused_at if self._paused_at is not None else self._ignore_onset
+        spoken = self.vad.last_speech_end - onset
+        if self.vad.in_turn and spoken >= self.cfg.agent.backchannel_s:
+            self._onset = onset
+            self._barge_in(onset)
+        elif self._paused_at is not None and self.now - self.vad.last_speech_end >= BACKCHANNEL_GAP_S:
+            # a backchannel: carry on where we paused, and don't answer it
+            self._paused_at = None
+            self._ignore_turn, self._ignore_onset = self.vad.in_turn, onset
+
+    def _barge_in(self, onset: float) -> None:
+        reply = self._reply
+        self._paused_at = None
+        self._ignore_turn = False  # this speech is a real turn: answer it when it ends
+        if reply is None:
+            return
+        reply.turn.barge_in_at = onset
+        # The voice paused when the onset was detected; its last sample has been heard
+        # by now (blocks are far shorter than backchannel_s).
+        reply.turn.audio_stopped_at = self._voice_heard_until
+        self.playout.clear()
+        self.avatar.flush()
+        self._cancel_reply(interrupted=True)
+
+    # ── the reply ─────────────────────────────────────────────────────────────────────
+
+    async def _run_reply(self, turn: TurnLog, audio: np.ndarray) -> None:
+        reply_started = time.perf_counter()
+        try:
+            async with contextlib.aclosing(self.brain.reply(audio, self.history)) as events:
+                async for event in events:
+                    if isinstance(event, UserText):
+                        turn.user_text, turn.asr_s = event.text, event.asr_s
+                    elif isinstance(event, Timing):
+                        setattr(turn, f"{event.stage}_s", event.seconds)
+                    elif isinstance(event, Speech):
+                        await self.playout.put(event)
+                    elif isinstance(event, ReplyDone):
+                        turn.reply_text = event.text
+                    elif isinstance(event, ReplyFailed):
+                        turn.failure = event.message
+                        log.warning("reply failed (%s): %s", event.kind.value, event.message)
+                        await self._say(APOLOGY)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug or a broken model must not end the conversation
+            turn.failure = f"{type(e).__name__}: {e}"
+            log.exception("reply crashed")
+            await self._say(APOLOGY)
+        finally:
+            log.debug("reply %d produced in %.2fs", turn.index, time.perf_counter() - reply_started)
+        if self._reply is not None and self._reply.turn is turn:
+            self._reply.done = True
+            if turn.user_text:
+                self.history.add_user(turn.user_text)
+
+    async def _say(self, text: str) -> None:
+        async for speech in self.brain.speak(text):
+            await self.playout.put(speech)
+
+    async def greet(self, text: str) -> None:
+        """Speak a line (the persona's greeting) outside any user turn."""
+        await self._say(text)
+
+    def _finish_reply_if_played(self) -> None:
+        reply = self._reply
+        if reply is None or not reply.done or self.playout or self._paused_at is not None:
+            return
+        reply.turn.agent_text = " ".join(reply.played).strip()
+        if reply.turn.agent_text and not reply.turn.failure:
+            self.history.add_agent(reply.turn.agent_text)
+        self._reply = None
+        self.phase = Phase.LISTENING
+
+    def _cancel_reply(self, interrupted: bool) -> None:
+        reply = self._reply
+        if reply is None:
+            return
+        reply.task.cancel()
+        self._tasks.add(reply.task)
+        reply.task.add_done_callback(self._tasks.discard)
+        reply.turn.interrupted = interrupted
+        reply.turn.agent_text = " ".join(reply.played).strip()
+        if interrupted:
+            if reply.turn.user_text:
+                self.history.add_user(reply.turn.user_text)
+            if reply.turn.agent_text:
+                self.history.add_agent(reply.turn.agent_text, interrupted=True)
+        self._reply = None
+        self.playout.clear()
+        self.phase = Phase.LISTENING
+
+    async def close(self) -> None:
+        """Cancel everything still running (at the end of a session or on disconnect)."""
+        if self._reply is not None:
+            self._cancel_reply(interrupted=False)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to say and nothing in progress."""
+        return self._reply is None and not self.playout and not self.vad.in_turn
+
+    @property
+    def busy(self) -> bool:
+        """The brain is working on a reply that has not started to play yet."""
+        return self._reply is not None and not self._reply.done and not self.playout
