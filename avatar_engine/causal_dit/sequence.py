@@ -6,6 +6,10 @@ frames. Every block sees the sink (plus block 0 when it is pinned there), the la
 frames before it, and itself — the rule the streaming cache implements by eviction. Each
 block's queries and keys use that block's own position frame (RAPR and rolling RoPE
 re-index per block), so attention runs block by block over keys computed in parallel.
+
+History corruption (Live Avatar, training only): `history_noise` adds Gaussian noise to
+the keys/values a block reads from earlier blocks (not the sink, not its own), so the
+model learns to take motion from history and identity from the sink.
 """
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from .positions import PositionScheme, time_positions
 
 class BlockCausalContext:
     def __init__(self, n_frames: int, frames_per_block: int, window: int, pin_first_block: bool,
-                 scheme: PositionScheme, rope: RoPE3D, grid: tuple[int, int]):
+                 scheme: PositionScheme, rope: RoPE3D, grid: tuple[int, int],
+                 history_noise: float = 0.0, generator: torch.Generator | None = None):
+        self.history_noise, self.generator = history_noise, generator
         if (n_frames - 1) % frames_per_block:
             raise ValueError(f"{n_frames - 1} generated frames are not whole blocks of {frames_per_block}")
         self.groups = []   # (query frames, key frames, query angles, key angles)
@@ -31,14 +37,19 @@ class BlockCausalContext:
             layout.append(([0] + pinned, previous[-window:] if window else [], block))
         for sink, win, block in layout:
             sink_pos, win_pos, block_pos = time_positions(scheme, sink, win, block, window)
-            self.groups.append((block, sink + win + block, rope.angles(block_pos, *grid),
+            self.groups.append((block, sink + win + block, len(sink), len(win), rope.angles(block_pos, *grid),
                                 rope.angles(torch.cat([sink_pos, win_pos, block_pos]), *grid)))
 
     def attend(self, layer: int, q, k, v, attn: SelfAttention) -> torch.Tensor:
         n = q.shape[2]
         out = torch.empty_like(q)
-        for queries, keys, q_angles, k_angles in self.groups:
-            o = attn.attend(q[:, queries].flatten(1, 2), q_angles, k[:, keys].flatten(1, 2),
-                            v[:, keys].flatten(1, 2), k_angles)
+        for queries, keys, n_sink, n_window, q_angles, k_angles in self.groups:
+            kg, vg = k[:, keys], v[:, keys]
+            if self.history_noise and n_window:
+                history = slice(n_sink, n_sink + n_window)
+                kg, vg = kg.clone(), vg.clone()
+                kg[:, history] += self.history_noise * torch.randn(kg[:, history].shape, generator=self.generator)
+                vg[:, history] += self.history_noise * torch.randn(vg[:, history].shape, generator=self.generator)
+            o = attn.attend(q[:, queries].flatten(1, 2), q_angles, kg.flatten(1, 2), vg.flatten(1, 2), k_angles)
             out[:, queries] = o.unflatten(1, (len(queries), n))
         return out

@@ -1,0 +1,84 @@
+"""The causal_dit avatar backend: the engine's `Backend` protocol over a trained checkpoint.
+
+    backend = CausalDiTBackend("model.safetensors")
+    backend.reset(reference)        # (H, W, 3) uint8 → the sink, caches cleared
+    frames = backend.render(block)  # audio → features → tokens → K-step denoise → VAE decode
+
+Without a checkpoint it refuses with one line: an untrained model draws noise, and noise
+must never be shown as an avatar.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avatar_engine.backend import Block
+
+from .audio import AudioFeatureStream, Wav2Vec2Encoder, WhisperEncoder, mask_gates
+from .checkpoint import load_checkpoint
+from .stream import CausalStreamer
+from .vae import ConvCache
+
+
+class BackendError(RuntimeError):
+    """The causal_dit backend cannot run as configured, phrased as one line for the user."""
+
+
+class CausalDiTBackend:
+    def __init__(self, checkpoint: str, *, seed: int = 0, threads: int = 2, audio_encoder: str = "whisper",
+                 wav2vec2_dir: str = "", audio_context_s: float = 3.0, encoder=None):
+        if not checkpoint:
+            raise BackendError("avatar.backend causal_dit needs avatar.checkpoint (a trained model, see "
+                               "python -m avatar_engine.causal_dit.train); refusing to show an untrained model")
+        if not Path(checkpoint).is_file():
+            raise BackendError(f"avatar.checkpoint {checkpoint} does not exist")
+        torch.set_num_threads(threads)
+        self.model, self.vae, stream_cfg = load_checkpoint(checkpoint)
+        self.streamer = CausalStreamer(self.model, replace(stream_cfg, seed=seed))
+        if encoder is None:
+            encoder = Wav2Vec2Encoder(wav2vec2_dir, threads) if audio_encoder == "wav2vec2" else WhisperEncoder(threads=threads)
+        if encoder.layers != self.model.cfg.audio_layers:
+            raise BackendError(f"the {audio_encoder} encoder gives {encoder.layers} layers but the checkpoint "
+                               f"was trained on {self.model.cfg.audio_layers}; use the encoder it was trained with")
+        self._encoder, self._context_s = encoder, audio_context_s
+        self.block_video_frames = stream_cfg.frames_per_block * self.model.cfg.frames_per_latent
+        self._block = None
+
+    @torch.no_grad()
+    def reset(self, reference: np.ndarray) -> None:
+        h, w = reference.shape[:2]
+        cell = self.vae.cfg.spatial_stride * 2
+        if reference.ndim != 3 or reference.shape[2] != 3 or h % cell or w % cell:
+            raise BackendError(f"the reference must be (H, W, 3) with H and W multiples of {cell}, got {reference.shape}")
+        image = torch.from_numpy(reference).float().div(127.5).sub(1).permute(2, 0, 1)[None]
+        self.streamer.reset(self.vae.encode_image(image))
+        self._decode_cache = ConvCache()
+        self._talk, self._listen = (AudioFeatureStream(self._encoder, 25, self._context_s) for _ in range(2))
+        self._block = 0
+
+    @torch.no_grad()
+    def render(self, block: Block) -> np.ndarray:
+        if self._block is None:
+            raise BackendError("call reset(reference) before render()")
+        if block.n_frames != self.block_video_frames:
+            raise BackendError(f"causal_dit renders blocks of {self.block_video_frames} frames "
+                               f"(avatar.frames_per_block), got {block.n_frames}")
+        self._talk.fps = self._listen.fps = block.fps
+        as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None]
+        talk_feats = as_t(self._talk.push(block.talk_audio, block.n_frames))
+        listen_feats = as_t(self._listen.push(block.listen_audio, block.n_frames))
+        talk_gate, listen_gate = (as_t(g) for g in mask_gates(block.mask, self.model.cfg.frames_per_latent))
+        talk, listen = self.streamer.audio_tokens(talk_feats, listen_feats, talk_gate, listen_gate)
+        latents = self.streamer.generate_block(self._block, talk, listen)
+        self._block += 1
+        video = self.vae.decode(latents, self._decode_cache)[0]                # (3, T, H, W) in [-1, 1]
+        return ((video.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
+
+    def flush(self) -> None:
+        # Barge-in: forget the agent's pending speech so it no longer drives the mouth;
+        # caches stay, so motion continues smoothly from the last frame into listening.
+        if self._block is not None:
+            self._talk.reset()
