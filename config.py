@@ -174,6 +174,19 @@ class AvatarConfig:
 
 
 @dataclass(frozen=True)
+class CausalDiTConfig:
+    # Inference knobs of the causal_dit backend; the model's own settings (block size,
+    # window, cache mode, positions, steps) come with its checkpoint (avatar.checkpoint).
+    # Speech encoder for the talk/listen branches: the bundled Whisper (offline) or a
+    # local wav2vec2 directory; use the one the checkpoint was trained with.
+    audio_encoder: str = choice("whisper", "wav2vec2")
+    wav2vec2_dir: str = ""
+    # Past audio the incremental encoder hears with each block, seconds.
+    audio_context_s: float = number(3.0, 0.5, 30.0)
+    threads: int = number(2, 1, 64)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = section(ServerConfig)
     audio: AudioConfig = section(AudioConfig)
@@ -184,6 +197,7 @@ class Config:
     omni: OmniConfig = section(OmniConfig)
     agent: AgentConfig = section(AgentConfig)
     avatar: AvatarConfig = section(AvatarConfig)
+    causal_dit: CausalDiTConfig = section(CausalDiTConfig)
 
 
 # ── loading ───────────────────────────────────────────────────────────────────────────

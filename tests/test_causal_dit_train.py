@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from avatar_engine.backend import Block
+from config import load_config
 from avatar_engine.causal_dit.audio import WhisperEncoder
 from avatar_engine.causal_dit.backend import BackendError, CausalDiTBackend
 from avatar_engine.causal_dit.checkpoint import save_checkpoint
@@ -23,8 +24,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("checkpoint", ["", "/nonexistent/model.safetensors"])
 def test_backend_refuses_without_a_checkpoint(checkpoint):
+    cfg = load_config(overrides={"avatar": {"backend": "causal_dit", "checkpoint": checkpoint}})
     with pytest.raises(BackendError) as e:
-        CausalDiTBackend(checkpoint)
+        CausalDiTBackend.from_config(cfg.avatar, cfg.causal_dit)
     assert "\n" not in str(e.value) and "checkpoint" in str(e.value)
 
 

@@ -68,7 +68,7 @@ def test_talk_branch_gets_zeros_where_listening_and_vice_versa():
 
 def test_whisper_features_block_by_block():
     encoder = WhisperEncoder(threads=1)
-    stream = AudioFeatureStream(encoder, fps=25, context_s=2.0)
+    stream = AudioFeatureStream(encoder, context_s=2.0)
     t = np.arange(16000 * 2) / 16000
     speechy = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
     block = 12 * 16000 // 25
@@ -77,5 +77,5 @@ def test_whisper_features_block_by_block():
     stream.reset()
     again = stream.push(speechy[:block], 12)
     np.testing.assert_array_equal(again, feats[0])             # deterministic from a reset
-    silence = AudioFeatureStream(encoder, fps=25).push(np.zeros(block, np.float32), 12)
+    silence = AudioFeatureStream(encoder).push(np.zeros(block, np.float32), 12)
     assert np.abs(silence - feats[0]).mean() > 1e-2             # and it hears the audio

@@ -104,8 +104,8 @@ class Wav2Vec2Encoder:
 class AudioFeatureStream:
     """Encoder features per video frame, one block of audio at a time."""
 
-    def __init__(self, encoder, fps: int, context_s: float = 3.0):
-        self.encoder, self.fps = encoder, fps
+    def __init__(self, encoder, context_s: float = 3.0):
+        self.encoder = encoder
         self.context = int(context_s * SAMPLE_RATE)
         self.reset()
 
@@ -113,7 +113,7 @@ class AudioFeatureStream:
         self._buffer = np.zeros(0, np.float32)
 
     def push(self, audio: np.ndarray, n_frames: int) -> np.ndarray:
-        """The block's audio (exactly n_frames / fps seconds) → features (n_frames, L, Da)."""
+        """The block's audio (the samples of its n_frames video frames) → features (n_frames, L, Da)."""
         self._buffer = np.concatenate([self._buffer, audio.astype(np.float32)])[-self.context:]
         states = self.encoder(self._buffer)                                  # (frames, L, Da) at rate_hz
         start = len(self._buffer) - len(audio)                               # block start in samples

@@ -47,6 +47,13 @@ class CausalDiTBackend:
         self.block_video_frames = stream_cfg.frames_per_block * self.model.cfg.frames_per_latent
         self._block = None
 
+    @classmethod
+    def from_config(cls, avatar, causal_dit) -> "CausalDiTBackend":
+        """Build from the config's `avatar` and `causal_dit` sections (config.py)."""
+        return cls(avatar.checkpoint, seed=avatar.seed, threads=causal_dit.threads,
+                   audio_encoder=causal_dit.audio_encoder, wav2vec2_dir=causal_dit.wav2vec2_dir,
+                   audio_context_s=causal_dit.audio_context_s)
+
     @torch.no_grad()
     def reset(self, reference: np.ndarray) -> None:
         h, w = reference.shape[:2]
@@ -56,7 +63,7 @@ class CausalDiTBackend:
         image = torch.from_numpy(reference).float().div(127.5).sub(1).permute(2, 0, 1)[None]
         self.streamer.reset(self.vae.encode_image(image))
         self._decode_cache = ConvCache()
-        self._talk, self._listen = (AudioFeatureStream(self._encoder, 25, self._context_s) for _ in range(2))
+        self._talk, self._listen = (AudioFeatureStream(self._encoder, self._context_s) for _ in range(2))
         self._block = 0
 
     @torch.no_grad()
@@ -66,7 +73,6 @@ class CausalDiTBackend:
         if block.n_frames != self.block_video_frames:
             raise BackendError(f"causal_dit renders blocks of {self.block_video_frames} frames "
                                f"(avatar.frames_per_block), got {block.n_frames}")
-        self._talk.fps = self._listen.fps = block.fps
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None]
         talk_feats = as_t(self._talk.push(block.talk_audio, block.n_frames))
         listen_feats = as_t(self._listen.push(block.listen_audio, block.n_frames))

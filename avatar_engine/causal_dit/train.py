@@ -78,7 +78,7 @@ def prepare_clip(frames, talk_audio, listen_audio, mask, encoder, cfg: TrainConf
     per_block = block * SAMPLE_RATE // cfg.fps
     feats = []
     for audio in (talk_audio, listen_audio):
-        stream = AudioFeatureStream(encoder, cfg.fps)
+        stream = AudioFeatureStream(encoder)
         feats.append(np.concatenate([stream.push(audio[i:i + per_block], block)
                                      for i in range(0, len(frames) // block * per_block, per_block)]))
     talk_gate, listen_gate = mask_gates(mask, preset(cfg.preset).frames_per_latent)
