@@ -165,3 +165,20 @@ def test_absolute_positions_do_drift():
     views, d = sink_view_at("absolute", [5, 1000])
     assert not torch.equal(views[5][0], views[1000][0])
     assert (views[5][3] - views[1000][3]).abs().max() > 1e-3
+
+
+def test_adaptive_sink_swaps_the_reference_for_a_generated_frame():
+    model = tiny_model()
+    cfg = StreamConfig(frames_per_block=2, window=4, steps=2, adaptive_sink=True, pin_first_block=True)
+    streamer = CausalStreamer(model, cfg)
+    reference = torch.randn(1, model.cfg.latent_channels, *GRID)
+    talk, listen = random_tokens(model, 1, 2)
+    with torch.no_grad():
+        streamer.reset(reference)
+        before = [c.layer_kv(0)[0][:, :1].clone() for c in streamer.caches]
+        x0 = streamer.generate_block(0, talk[0], listen[0])
+        expected = streamer._clean_kv(x0[:, -1])[0][0]          # layer-0 keys of the last frame, clean
+    for cache, old in zip(streamer.caches, before):
+        k = cache.layer_kv(0)[0]
+        assert cache.sink_frames == [0, 1, 2]                    # reference slot + pinned block 0
+        assert torch.equal(k[:, :1], expected) and not torch.equal(k[:, :1], old)

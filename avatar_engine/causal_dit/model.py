@@ -306,21 +306,3 @@ class CausalDiT(nn.Module):
         shift, scale = (self.head_mod + e[:, :, None]).unsqueeze(2).unbind(3)  # (B, F, 1, D) each
         out = self.head(self.head_norm(x) * (1 + scale) + shift)
         return unpatchify(out, h, w)
-
-
-# ── sizes, memory and FLOPs (works on the meta device) ───────────────────────────────
-
-
-def latent_grid(cfg: DiTConfig, height: int, width: int) -> tuple[int, int]:
-    """Latent height and width for a video of height × width pixels."""
-    s = cfg.vae_stride * PATCH
-    if height % s or width % s:
-        raise ValueError(f"{height}×{width} is not a multiple of {s} pixels for preset {cfg.name}")
-    return height // cfg.vae_stride, width // cfg.vae_stride
-
-
-def kv_bytes_per_cache(cfg: DiTConfig, height: int, width: int, cached_frames: int, bytes_per_value: int = 2) -> int:
-    """Bytes of keys + values held for `cached_frames` latent frames (sink + window), all layers."""
-    lh, lw = latent_grid(cfg, height, width)
-    tokens = cached_frames * (lh // PATCH) * (lw // PATCH)
-    return 2 * cfg.layers * tokens * cfg.dim * bytes_per_value
