@@ -70,7 +70,6 @@ class LocalLLMServer:
         self._failure: LLMServerError | None = None  # set when we gave up restarting
         self._restarts: deque[float] = deque()
         self._watchdog: asyncio.Task | None = None
-        atexit.register(self._kill_now)
 
     @classmethod
     def from_config(cls, cfg: LLMConfig, **overrides) -> LocalLLMServer:
@@ -96,6 +95,7 @@ class LocalLLMServer:
 
     async def start(self) -> None:
         """Launch the server and wait until it answers; then watch it. Raises LLMServerError."""
+        atexit.register(self._kill_now)
         await self._launch()
         self._watchdog = asyncio.create_task(self._watch(), name="llm-server-watchdog")
 
@@ -216,7 +216,7 @@ class LocalLLMServer:
                         self._proc.pid, code, _signal_name(code), len(self._restarts), MAX_RESTARTS)
             try:
                 await self._launch()
-            except LLMServerError as e:
+            except (LLMServerError, OSError) as e:
                 log.error("llm server: restart failed: %s", e)
                 # The dead process is reaped; the next tick counts another restart.
 

@@ -100,9 +100,10 @@ class Endpoint:
                                f"{self.label}: the reply stream from {self._host} ended before the reply did")
 
     async def _open(self, stack, open_response, params):
-        for attempt in range(self.max_retries + 1):
+        attempt = 0
+        while True:
             try:
-                async with asyncio.timeout(self.timeout_s + 1.0):  # backstop to httpx's own
+                async with asyncio.timeout(self.timeout_s + 1.0):  # backstop to the SDK's own timeouts
                     return await stack.enter_async_context(open_response(**params, stream=True))
             except openai.RateLimitError as e:
                 if attempt == self.max_retries:
@@ -110,20 +111,23 @@ class Endpoint:
                                    f"{self.label}: rate limited by {self._host} (429) after "
                                    f"{self.max_retries} retries; try again in a moment") from None
                 wait = _retry_wait(e.response.headers, attempt)
-                log.info("%s: rate limited (429); retry %d/%d in %.2f s",
-                         self.label, attempt + 1, self.max_retries, wait)
+                attempt += 1
+                log.info("%s: rate limited (429); retry %d/%d in %.2f s", self.label, attempt, self.max_retries, wait)
                 await asyncio.sleep(wait)
             except Exception as e:
                 raise self._classify(e) from None
-        raise AssertionError("unreachable")
 
     async def _sse_data(self, response) -> AsyncIterator[str]:
         """The `data` payload of each server-sent event (comments and other fields dropped)."""
         lines = response.iter_lines().__aiter__()
         data: list[str] = []
+        loop = asyncio.get_running_loop()
+        # The deadline moves only when an event arrives: keep-alive comments trickling in
+        # forever are a stall too.
+        deadline = loop.time() + self.timeout_s
         while True:
             try:
-                async with asyncio.timeout(self.timeout_s + 1.0):  # backstop to httpx's read timeout
+                async with asyncio.timeout_at(deadline):
                     line = await anext(lines)
             except StopAsyncIteration:
                 break
@@ -131,6 +135,7 @@ class Endpoint:
                 if data:
                     yield "\n".join(data)
                     data = []
+                    deadline = loop.time() + self.timeout_s
                 continue
             field, _, value = line.partition(":")
             if field == "data":

@@ -14,6 +14,7 @@ The request's `model` picks the scenario:
     midstream   one audio delta, then an error object inside the stream
     slow        audio deltas every 20 ms for up to 30 s; notes when the client disconnects
     stall       headers and one delta, then nothing
+    ping        headers and one delta, then only keep-alive comments
     silent      reads the request, never answers
     auth        401 unless the key is GOOD_KEY, else as audio
     429         always 429 (with Retry-After)
@@ -198,6 +199,13 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(0.02)
         self._finish()
 
+    def _ping(self, fake) -> None:
+        self._event(self._chunk({"audio": {"data": _b64(reply_pcm().tobytes()[:DELTA_BYTES])}}))
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not fake._stopping.wait(0.1):
+            self._write(b": keep-alive\n\n")
+        self.close_connection = True
+
     def _stall(self, fake) -> None:
         self._event(self._chunk({"audio": {"data": _b64(reply_pcm().tobytes()[:DELTA_BYTES])}}))
         fake._stopping.wait(30)
@@ -251,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-STREAMS = {name: f"_{name}" for name in ("audio", "wav", "text", "extras", "cut", "eof", "midstream", "slow", "stall")}
+STREAMS = {name: f"_{name}" for name in ("audio", "wav", "text", "extras", "cut", "eof", "midstream", "slow", "stall", "ping")}
 
 
 def _b64(b: bytes) -> str:

@@ -197,7 +197,7 @@ def test_connection_refused_fails_fast(cfg, fake):
     assert time.monotonic() - t < 2.0
 
 
-@pytest.mark.parametrize("model", ["silent", "stall"])
+@pytest.mark.parametrize("model", ["silent", "stall", "ping"])
 def test_no_answer_or_stalled_stream_times_out(cfg, fake, model):
     t = time.monotonic()
     events = run_reply(cfg, fake, model, timeout_s=0.5)
