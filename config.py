@@ -133,7 +133,9 @@ class LLMConfig:
 class OmniConfig:
     base_url: str = ""
     model: str = ""
-    voice: str = "Chelsie"
+    # Empty: each persona's own voice (prompts/*.yaml voice.omni, Qwen3-Omni names).
+    # Set it to pin one voice for every persona, e.g. alloy for OpenAI audio models.
+    voice: str = ""
     audio_format: str = choice("wav", "pcm16")
     output_sample_rate: int = number(24000, 8000, 48000)
     api_key_env: str = "OMNI_API_KEY"

@@ -11,6 +11,17 @@ One client for every OpenAI-compatible omni endpoint; switching between Qwen3-Om
 and each streamed chunk may carry `delta.audio.data` (base64 PCM16),
 `delta.audio.transcript`, and/or `delta.content`; anything else is ignored.
 
+The `omni:` section per vendor (only config changes; the key stays in the environment):
+
+    Qwen3-Omni, DashScope:  base_url: https://dashscope-intl.aliyuncs.com/compatible-mode/v1
+                            model: qwen3-omni-flash, input_audio: data_url, voice: Cherry
+                            api_key_env: DASHSCOPE_API_KEY
+    Qwen3-Omni, vLLM:       base_url: http://<host>:8000/v1, model: Qwen/Qwen3-Omni-30B-A3B-Instruct
+                            (persona voices Chelsie/Ethan/Aiden are this model's speakers)
+    OpenAI:                 base_url: https://api.openai.com/v1, model: gpt-4o-audio-preview,
+                            voice: alloy, audio_format: pcm16 (streaming needs pcm16),
+                            api_key_env: OPENAI_API_KEY
+
     async with contextlib.aclosing(omni.reply(audio, 16000, persona, history)) as events:
         async for event in events:
             match event:
@@ -30,7 +41,7 @@ import numpy as np
 
 from config import ConfigError, OmniConfig
 from speech.audio import wav_bytes
-from agent.events import (AudioDelta, LLMError, ReplyDone, ReplyEvent, ReplyFailed, TextDelta,
+from agent.events import (AudioDelta, FailureKind, LLMError, ReplyDone, ReplyEvent, ReplyFailed, TextDelta,
                           TranscriptDelta)
 from agent.history import History
 from agent.persona import Persona
@@ -61,14 +72,20 @@ class OmniClient:
         """Stream the agent's reply to one user turn (`audio`: mono float32).
 
         `text` adds an instruction next to the audio (e.g. the topic in two-agent mode);
-        `voice` overrides `omni.voice` (a persona's own voice). Ends with ReplyDone or
-        ReplyFailed; closing the generator early closes the HTTP request.
+        `voice` is the persona's voice, used unless `omni.voice` pins one (voice names are
+        vendor-specific, so a vendor switch must not depend on persona files). Ends with
+        ReplyDone or ReplyFailed; closing the generator early closes the HTTP request.
         """
+        voice = self.cfg.voice or voice
+        if not voice:
+            yield ReplyFailed(LLMError(FailureKind.REQUEST, "omni: no voice: set omni.voice in config.yaml "
+                                                            f"or voice.omni in prompts/{persona.id}.yaml"))
+            return
         params = dict(
             model=self.cfg.model,
             messages=[*persona.chat_messages(history), self._user_message(audio, sample_rate, text)],
             modalities=["text", "audio"],
-            audio={"voice": voice or self.cfg.voice, "format": self.cfg.audio_format},
+            audio={"voice": voice, "format": self.cfg.audio_format},
         )
         decoder = PCM16Decoder(self.cfg.output_sample_rate)
         transcript: list[str] = []

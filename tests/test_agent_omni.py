@@ -53,7 +53,8 @@ def run_reply(cfg, fake, model: str, **omni) -> list:
             history = History(8, 1024)
             history.add_user("Hi")
             history.add_agent("Hello! What shall we", interrupted=True)
-            return [e async for e in client.reply(user_audio(), USER_RATE, load_persona("ada"), history)]
+            ada = load_persona("ada")
+            return [e async for e in client.reply(user_audio(), USER_RATE, ada, history, voice=ada.omni_voice)]
     return asyncio.run(asyncio.wait_for(main(), 20))
 
 
@@ -94,6 +95,20 @@ def test_request_follows_the_omni_convention(cfg, fake):
     assert part["type"] == "input_audio" and part["input_audio"]["format"] == "wav"
     with wave.open(io.BytesIO(base64.b64decode(part["input_audio"]["data"]))) as w:
         assert (w.getframerate(), w.getnchannels(), w.getnframes()) == (USER_RATE, 1, user_audio().size)
+
+
+def test_persona_voice_unless_the_config_pins_one(cfg, fake):
+    async def voice_sent(config_voice: str, persona_voice: str | None) -> str | None:
+        async with omni_client(cfg, fake, "text", voice=config_voice) as client:
+            fake.reset()
+            events = [e async for e in client.reply(user_audio(), USER_RATE, load_persona("juno"), History(8, 1024),
+                                                    voice=persona_voice)]
+            return fake.requests[0]["body"]["audio"]["voice"] if fake.requests else events[-1].message
+
+    async def main():
+        return [await voice_sent("", "Aiden"), await voice_sent("alloy", "Aiden"), await voice_sent("", None)]
+    assert asyncio.run(main()) == [
+        "Aiden", "alloy", "omni: no voice: set omni.voice in config.yaml or voice.omni in prompts/juno.yaml"]
 
 
 def test_dashscope_style_data_url_input(cfg, fake):
@@ -212,7 +227,7 @@ def test_cancelling_the_consumer_closes_the_http_request(cfg, fake):
             enough = asyncio.Event()
 
             async def consume():
-                async for event in client.reply(user_audio(), USER_RATE, load_persona("ada"), History(8, 1024)):
+                async for event in client.reply(user_audio(), USER_RATE, load_persona("ada"), History(8, 1024), voice="Chelsie"):
                     got.append(event)
                     if len(got) == 3:
                         enough.set()
@@ -230,7 +245,7 @@ def test_cancelling_the_consumer_closes_the_http_request(cfg, fake):
 def test_closing_the_stream_early_closes_the_http_request(cfg, fake):
     async def main():
         async with omni_client(cfg, fake, "slow") as client:
-            events = client.reply(user_audio(), USER_RATE, load_persona("ada"), History(8, 1024))
+            events = client.reply(user_audio(), USER_RATE, load_persona("ada"), History(8, 1024), voice="Chelsie")
             async with contextlib.aclosing(events):
                 async for event in events:
                     if isinstance(event, AudioDelta):
