@@ -264,7 +264,11 @@ def pitch_track(audio: np.ndarray, sample_rate: int, n_frames: int,
     ac = np.fft.irfft(spec * np.conj(spec), axis=1)[:, :n]
     # Unbiased normalisation: lag k has n - k overlapping samples.
     nacf = ac[:, lo:hi] / (ac[:, :1] + 1e-12) * (n / (n - np.arange(lo, hi)))
-    best = np.argmax(nacf, axis=1)
+    # The shortest lag whose peak is nearly as high as the highest: a period's
+    # multiples correlate as well, and picking them halves the pitch (octave errors).
+    local_max = np.zeros_like(nacf, bool)
+    local_max[:, 1:-1] = (nacf[:, 1:-1] >= nacf[:, :-2]) & (nacf[:, 1:-1] >= nacf[:, 2:])
+    best = np.argmax(local_max & (nacf >= 0.85 * nacf.max(axis=1, keepdims=True)), axis=1)
     peak = nacf[np.arange(n_frames), best]
     voiced = (peak > 0.5) & (loudness(audio, n_frames) > 0.2)
     f0 = sample_rate / (best + lo)

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import map_coordinates
 from scipy.spatial import Delaunay
 
 log = logging.getLogger(__name__)
@@ -55,25 +56,26 @@ def subdivide_loop(points: np.ndarray) -> np.ndarray:
     return out
 
 
-def refine_lip_edge(image: np.ndarray, point: np.ndarray, down: np.ndarray, reach: float = 4.0) -> np.ndarray:
-    """Move an inner-lip point along `down` (into the opening) to where lip ends.
+def refine_lip_edge(image: np.ndarray, point: np.ndarray, down: np.ndarray, reach: float = 5.0) -> np.ndarray:
+    """Move an inner-lip point along `down` (into the opening) to where the lip ends.
 
-    dlib's inner-lip points sit 1–2 px off the opening's edge; if one sits inside the
-    opening, the lip triangles carry teeth and closed lips show a sliver of them. The
-    edge is the steepest fall of redness (R − G: lips are red, teeth and cavity are not);
-    the point lands half a pixel on the lip side of it.
+    dlib's inner-lip points sit 1–3 px off the opening's edge; one that sits inside the
+    opening puts teeth into the lip triangles, and closed lips then show a sliver of
+    them. Redness (R − G: lips are red, teeth and cavity are not) is sampled along the
+    line; the point goes where it starts to fall from the lip's level towards the
+    opening's, and one pixel further into the lip: the photo's edge pixels blend lip
+    and teeth, and closed lips would show them as a light seam.
     """
-    steps = np.arange(-reach, reach + 0.01, 0.5)
+    steps = np.arange(-reach, reach + 0.01, 0.25)
     xy = point[None, :] + steps[:, None] * down[None, :]
-    xs = np.clip(np.round(xy[:, 0]).astype(int), 0, image.shape[1] - 1)
-    ys = np.clip(np.round(xy[:, 1]).astype(int), 0, image.shape[0] - 1)
-    rgb = image[ys, xs].astype(np.float32)
-    redness = np.convolve(rgb[:, 0] - rgb[:, 1], np.ones(3) / 3, mode="same")
-    fall = redness[:-2] - redness[2:]            # > 0 where redness drops going down
-    k = int(np.argmax(fall[1:-1])) + 1 if len(fall) > 2 else 0
-    if fall[k] < 12:                             # no clear edge: trust dlib
+    rgb = image.astype(np.float32)
+    redness = map_coordinates(rgb[:, :, 0] - rgb[:, :, 1], [xy[:, 1], xy[:, 0]], order=1, mode="nearest")
+    lip, opening = redness[:len(steps) // 2].max(), redness[len(steps) // 2:].min()
+    if lip - opening < 10:                       # no clear edge: trust dlib
         return point
-    return point + (steps[k + 1] - 0.5) * down
+    first_lip = int(np.argmax(redness))
+    below = np.flatnonzero(redness[first_lip:] < lip - 0.05 * (lip - opening))
+    return point + (steps[first_lip + below[0]] - 1.0) * down if len(below) else point
 
 
 def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
@@ -131,7 +133,8 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     head_weight = np.ones(len(rest), np.float32)
     head_weight[outer_idx] = 0
 
-    triangles = _triangulate(rest, [inner_loop, outer_loop, LEFT_EYE, RIGHT_EYE])
+    triangles = _triangulate(rest, edges=[inner_loop, outer_loop, LEFT_EYE, RIGHT_EYE],
+                             holes=[inner_loop, LEFT_EYE, RIGHT_EYE])
     _check_folds(rest, triangles, basis)
     x0, y0 = np.floor(rest[outer_idx].min(axis=0)).astype(int)
     x1, y1 = np.ceil(rest[outer_idx].max(axis=0)).astype(int) + 1
@@ -223,18 +226,24 @@ def _expressions(rest, lm, u, v, iod, inner_loop, outer_loop, fold_idx, cheek_id
 # ── triangulation ─────────────────────────────────────────────────────────────────────
 
 
-def _triangulate(points: np.ndarray, loops: list[np.ndarray]) -> np.ndarray:
-    """Delaunay triangles whose edges follow every loop (lips, eyes).
+def _triangulate(points: np.ndarray, edges: list[np.ndarray], holes: list[np.ndarray]) -> np.ndarray:
+    """Delaunay triangles whose edges follow every loop in `edges` (lips, eyes); the
+    triangles inside `holes` (mouth opening, eyes) come first.
 
     Plain Delaunay cuts across a nearly closed mouth (an edge from the upper outer lip
     to the lower inner lip), and such a triangle smears lip into the opening. Missing
     loop edges are recovered by flipping the edges that cross them.
     """
     tris = [tuple(int(i) for i in t) for t in Delaunay(points).simplices]
-    for loop in loops:
+    for loop in edges:
         for a, b in zip(loop, np.roll(loop, -1)):
             tris = _force_edge(points, tris, int(a), int(b))
-    tris = np.array(tris, np.int32)
+    # Triangles inside the mouth opening and the eyes go first: the warp rasterises in
+    # order, so when a blink or closed lips squeeze them to a line, the lid and lip
+    # triangles drawn after them cover that line (no sliver of eye or teeth).
+    hole_sets = [set(int(i) for i in loop) for loop in holes]
+    inside = [any(set(t) <= h for h in hole_sets) for t in tris]
+    tris = np.array([t for t, i in zip(tris, inside) if i] + [t for t, i in zip(tris, inside) if not i], np.int32)
     # counter-clockwise in image coordinates (y down): positive cross product
     p = points[tris]
     cross = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
