@@ -1,9 +1,11 @@
 """Streaming VAE decode equals whole decode; audio reaches the right branch; the bundled
 Whisper encoder gives features block by block."""
 import numpy as np
+import pytest
 import torch
 
-from avatar_engine.causal_dit.audio import AudioFeatureStream, WhisperEncoder, mask_gates
+from avatar_engine.causal_dit.audio import (AudioEncoderError, AudioFeatureStream, Wav2Vec2Encoder,
+                                            WhisperEncoder, mask_gates)
 from avatar_engine.causal_dit.cache import CacheContext, KVCache
 from avatar_engine.causal_dit.model import CausalDiT, preset
 from avatar_engine.causal_dit.positions import PositionScheme
@@ -79,3 +81,9 @@ def test_whisper_features_block_by_block():
     np.testing.assert_array_equal(again, feats[0])             # deterministic from a reset
     silence = AudioFeatureStream(encoder).push(np.zeros(block, np.float32), 12)
     assert np.abs(silence - feats[0]).mean() > 1e-2             # and it hears the audio
+
+
+def test_wav2vec2_without_a_model_directory_is_one_clear_line():
+    with pytest.raises(AudioEncoderError) as e:   # transformers missing, or the directory missing
+        Wav2Vec2Encoder("/nonexistent/wav2vec2")
+    assert "\n" not in str(e.value) and ("transformers" in str(e.value) or "does not exist" in str(e.value))

@@ -40,7 +40,8 @@ class KVCache:
         keep = self.window
         if self._window:
             kv = [(torch.cat([k0, k], 1), torch.cat([v0, v], 1)) for (k0, v0), (k, v) in zip(self._window, kv)]
-        self._window = [(k[:, -keep:], v[:, -keep:]) for k, v in kv]
+        # clone: a slice would keep the whole concatenated storage alive (W + C frames)
+        self._window = [(k[:, -keep:].clone(), v[:, -keep:].clone()) for k, v in kv]
         self.window_frames = (self.window_frames + list(frames))[-keep:]
 
     def layer_kv(self, layer: int):

@@ -1,0 +1,129 @@
+"""causal_dit speed and size: ms per block, achieved GFLOP/s against this machine's matmul
+peak, cache bytes, constant cost over a long stream (first vs last 100 blocks), pipeline
+(TPP) throughput with 1 vs 2 ranks, and the parameter / KV-cache / FLOP table of the
+papers' 5B and 14B presets (built on the meta device, no weights).
+
+Random weights: this measures cost, not quality. Defaults: 3-frame blocks, window 6,
+4 steps, timestep forcing, RAPR.
+
+    python bench/causal_dit.py [--blocks 1000] [--threads 1] [--tpp-blocks 40]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from avatar_engine.causal_dit.model import PRESETS, CausalDiT, preset  # noqa: E402
+from avatar_engine.causal_dit.sizing import size_report  # noqa: E402
+from avatar_engine.causal_dit.stream import CausalStreamer, StreamConfig  # noqa: E402
+
+# (preset, video side in pixels): tiny at the overfit test's size; small where 1,000
+# blocks still fit in minutes on 2 cores.
+STREAMED = [("tiny", 32), ("small", 64)]
+LARGE = [("wan2.2-ti2v-5b", 704, 1280), ("wan2.2-s2v-14b", 480, 832), ("wan2.2-s2v-14b", 512, 512)]
+REAL_TIME_BLOCKS_PER_S = 25 / 12      # 12 video frames per block at 25 fps
+H100_BF16_DENSE_TFLOPS = 989.0        # vendor figure, for scale only
+
+
+def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def stream_blocks(name: str, side: int, blocks: int):
+    """Per-block milliseconds and cache bytes after block 10 and after the last."""
+    torch.manual_seed(0)
+    model = CausalDiT(preset(name)).eval()
+    stream = StreamConfig()
+    streamer = CausalStreamer(model, stream)
+    lat = side // model.cfg.vae_stride
+    silent = model.silent_tokens(1, stream.frames_per_block)
+    times, bytes_at_10 = [], None
+    with torch.no_grad():
+        streamer.reset(torch.randn(1, model.cfg.latent_channels, lat, lat))
+        for n in range(blocks):
+            t = time.perf_counter()
+            streamer.generate_block(n, silent, silent)
+            times.append((time.perf_counter() - t) * 1000)
+            if n == 10:
+                bytes_at_10 = streamer.cache_bytes()
+    report = size_report(model.cfg, stream, side, side, bytes_per_value=4)
+    return times, bytes_at_10, streamer.cache_bytes(), report
+
+
+def tpp_ms_per_block(name: str, side: int, ranks: int, blocks: int) -> float:
+    lat = side // PRESETS[name].vae_stride
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
+           "-m", "avatar_engine.causal_dit.tpp", "--preset", name, "--blocks", str(blocks),
+           "--latent", str(lat), "--threads", "1"]
+    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", PYTHONPATH=str(ROOT))
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    found = re.search(r"ms_per_block=([\d.]+)", out.stdout)
+    if not found:
+        raise RuntimeError(f"torchrun failed: {out.stderr.strip().splitlines()[-1:]}")
+    return float(found.group(1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--blocks", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tpp-blocks", type=int, default=40)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"causal_dit bench — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} thread(s), fp32, "
+          f"load average {os.getloadavg()[0]:.1f} at start (other work shares the CPU when > 0)")
+    peak = matmul_peak_gflops()
+    print(f"matmul peak (1024², fp32, best of 20): {peak:.1f} GFLOP/s")
+
+    print("\nstreaming, one process (sink 1 + window 6 latent frames, 3-frame blocks, 4 steps):")
+    for name, side in STREAMED:
+        times, b10, b_last, rep = stream_blocks(name, side, args.blocks)
+        ms = sum(times[10:]) / len(times[10:])
+        gflops = rep.flops_per_block / (ms / 1000) / 1e9
+        first, last = sum(times[:100]) / len(times[:100]), sum(times[-100:]) / len(times[-100:])
+        print(f"  {name:5s} {side}×{side} ({rep.tokens_per_frame} tokens/frame, {rep.params / 1e6:.2f} M params): "
+              f"{ms:.1f} ms/block = {1000 / ms * 12:.0f} video fps; {gflops:.2f} GFLOP/s = {gflops / peak:.1%} of peak; "
+              f"cache {b10} B after block 10, {b_last} B after block {args.blocks}; "
+              f"first 100 blocks {first:.1f} ms, last 100 {last:.1f} ms (ratio {last / first:.2f})")
+
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(f"\npipeline parallelism (torchrun, gloo, 1 thread per rank, {args.tpp_blocks} blocks):")
+    for name, side in STREAMED:
+        one = tpp_ms_per_block(name, side, 1, args.tpp_blocks)
+        two = tpp_ms_per_block(name, side, 2, args.tpp_blocks)
+        print(f"  {name:5s} {side}×{side}: 1 rank {one:.1f} ms/block, 2 ranks {two:.1f} ms/block, "
+              f"speed-up {one / two:.2f}×")
+
+    print("\nlarge presets on the meta device (bf16 caches, one cache per step):")
+    print(f"  {'preset':16s} {'video':>9s} {'params':>8s} {'tok/frame':>9s} {'KV cache':>9s} "
+          f"{'TFLOP/fwd':>9s} {'TFLOP/block':>11s} {'real time needs':>16s}")
+    stream = StreamConfig()
+    for name, h, w in LARGE:
+        r = size_report(PRESETS[name], stream, h, w)
+        need = r.flops_per_block * REAL_TIME_BLOCKS_PER_S / 1e12
+        print(f"  {name:16s} {h:>4d}×{w:<4d} {r.params / 1e9:7.2f}B {r.tokens_per_frame:9d} "
+              f"{r.kv_bytes / 2**30:7.2f}GiB {r.flops_per_forward / 1e12:9.1f} {r.flops_per_block / 1e12:11.1f} "
+              f"{need:7.0f} TFLOP/s = {need / H100_BF16_DENSE_TFLOPS:.2f}× H100")
+
+
+if __name__ == "__main__":
+    main()
