@@ -68,8 +68,9 @@ class Endpoint:
             response = await self._open(stack, open_response, params)
             skipped = 0
             finished = False
+            events = await stack.enter_async_context(contextlib.aclosing(self._sse_data(response)))
             try:
-                async for data in self._sse_data(response):
+                async for data in events:
                     if data.strip() == "[DONE]":
                         finished = True
                         break

@@ -17,17 +17,14 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
-from config import LLMConfig
+from config import ConfigError, LLMConfig
 from agent.events import (FailureKind, LLMError, ReplyDone, ReplyEvent, ReplyFailed, Sentence,
                           TextDelta)
 from agent.history import History
+from agent.llm_server import LLMServerError, LocalLLMServer
 from agent.persona import AGENT_LABEL, USER_LABEL, Persona
 from agent.streaming import Endpoint
-
-if TYPE_CHECKING:
-    from agent.llm_server import LocalLLMServer
 
 # A base model continues the transcript after its line: cut it at the next speaker label
 # or paragraph break. (OpenAI-compatible APIs accept at most 4 stop strings.)
@@ -40,7 +37,7 @@ class TextLLM:
         else `base_url` or `llm.base_url`."""
         url = server.base_url if server else base_url or cfg.base_url
         if not url:
-            raise ValueError("llm.provider openai needs llm.base_url in config.yaml")
+            raise ConfigError("llm.provider openai needs llm.base_url in config.yaml")
         self.cfg = cfg
         self.server = server
         self.endpoint = Endpoint("llm", url, cfg.api_key_env, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries)
@@ -82,7 +79,7 @@ class TextLLM:
             if self.server:
                 try:
                     await self.server.wait_ready()
-                except Exception as e:  # LLMServerError: the local server is down for good
+                except LLMServerError as e:  # the local server is down for good
                     yield ReplyFailed(LLMError(FailureKind.CONNECTION, str(e)))
                     return
             try:
