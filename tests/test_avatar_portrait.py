@@ -12,7 +12,9 @@ import pytest
 import assets
 from avatar_engine.portrait.backend import PortraitBackend
 from avatar_engine.portrait.motion import Pose
+from avatar_engine.backend import Block
 from avatar_engine.runtime import AvatarRuntime
+from speech.audio import resample
 from speech.timeline import LISTEN, TALK
 
 RATE, FPS, PER_BLOCK = 16000, 25, 12
@@ -163,3 +165,20 @@ def test_open_mouth_shows_a_dark_cavity_and_teeth():
     frame = backend.reference_frame.copy()
     backend.draw(Pose(open=1.0), frame)
     assert openness(frame[None], backend)[0] > openness(backend.reference_frame[None], backend)[0] + 500
+
+
+def test_a_rewound_block_renders_what_the_viewer_would_have_seen(sentence):
+    # The runtime drops rendered-ahead blocks on barge-in and asks for the same time
+    # again; the backend resumes from the state it had there.
+    _, backend = runtime()
+    audio = resample(sentence.audio, sentence.sample_rate, RATE)
+    per = PER_BLOCK * RATE // FPS
+
+    def block(k):
+        return Block(index=k, t0=k * PER_BLOCK / FPS, fps=FPS, sample_rate=RATE,
+                     talk_audio=audio[k * per:(k + 1) * per], listen_audio=np.zeros(per, np.float32),
+                     mask=np.full(PER_BLOCK, TALK, np.uint8), phonemes=sentence.phonemes)
+
+    first = [backend.render(block(k)) for k in range(3)]
+    np.testing.assert_array_equal(backend.render(block(1)), first[1])
+    np.testing.assert_array_equal(backend.render(block(2)), first[2])
