@@ -40,7 +40,9 @@ def loop():
 
 @pytest.fixture(scope="module")
 def server(loop, cfg):
-    srv = LocalLLMServer.from_config(cfg.llm, verbose=True)  # verbose: cache hits in its log
+    # One thread: the 2 cores are shared with the rest of the suite (and on a busy machine
+    # one llama.cpp thread is faster than two fighting for a core). verbose: cache hits in its log.
+    srv = LocalLLMServer.from_config(dataclasses.replace(cfg.llm, threads=1), verbose=True)
     loop.run_until_complete(asyncio.wait_for(srv.start(), 120))
     yield srv
     loop.run_until_complete(srv.stop())
@@ -112,7 +114,8 @@ def test_sentences_reach_tts_before_the_reply_ends(loop, server, llm_cfg, make_l
 
 def test_chat_api_on_the_same_server(loop, server, llm_cfg, make_llm):
     llm = make_llm(dataclasses.replace(llm_cfg, api="chat"), server=server)
-    events = run(loop, collect(llm.reply(load_persona("basil"), History(8, 1024), "How do I boil an egg?")))
+    events = run(loop, collect(llm.reply(load_persona("basil"), History(8, 1024), "How do I boil an egg?",
+                                         max_tokens=10)))
     assert isinstance(events[-1], ReplyDone) and events[-1].text
 
 
@@ -123,7 +126,8 @@ def test_persona_prefix_is_evaluated_once_and_cached_across_personas(loop, serve
     def ask(persona, question) -> str:
         """The server's log lines for one request."""
         start = server.log_path.stat().st_size
-        assert isinstance(run(loop, collect(llm.reply(persona, History(8, 1024), question)))[-1], ReplyDone)
+        events = run(loop, collect(llm.reply(persona, History(8, 1024), question, max_tokens=5)))
+        assert isinstance(events[-1], ReplyDone)
         return server.log_path.read_bytes()[start:].decode(errors="replace")
 
     assert run(loop, llm.warm_up(ada))
@@ -192,7 +196,7 @@ def test_killed_server_is_detected_and_restarted(loop, server, llm_cfg, caplog, 
     os.kill(old_pid, signal.SIGKILL)
     # The next turn, even one sent while the process is still going down, waits through
     # the restart instead of failing.
-    events = run(loop, collect(llm.reply(load_persona("ada"), History(8, 1024), "Are you back?")), 90)
+    events = run(loop, collect(llm.reply(load_persona("ada"), History(8, 1024), "Are you back?", max_tokens=5)), 90)
     assert isinstance(events[-1], ReplyDone), events[-1]
     assert server.pid != old_pid
     assert any(f"process {old_pid} exited with code -9 (killed by SIGKILL); restarting (1/3)" in r.getMessage()
