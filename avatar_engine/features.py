@@ -191,7 +191,7 @@ def stress_onsets(phonemes, times: np.ndarray, *, lead_s: float = LEAD_S) -> np.
 
 
 def frame_slices(audio: np.ndarray, n_frames: int) -> np.ndarray:
-    """(n_frames, samples_per_frame) view-like copy; a fractional tail is dropped."""
+    """The audio as (n_frames, samples per frame); a fractional tail is dropped."""
     per = len(audio) // max(n_frames, 1)
     return np.asarray(audio[: per * n_frames], np.float32).reshape(n_frames, per)
 
@@ -223,9 +223,9 @@ def envelope_mouth(audio: np.ndarray, sample_rate: int, n_frames: int) -> tuple[
     return open_.astype(np.float32), spread.astype(np.float32)
 
 
-def envelope_onsets(level: np.ndarray, previous: float = 0.0) -> np.ndarray:
+def envelope_onsets(level: np.ndarray) -> np.ndarray:
     """1 where loudness jumps up into a loud frame (a stand-in for stressed syllables)."""
-    before = np.concatenate([[previous], level[:-1]])
+    before = np.concatenate([[0.0], level[:-1]])
     return ((level - before > 0.25) & (level > 0.55)).astype(np.float32)
 
 
