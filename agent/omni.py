@@ -142,13 +142,13 @@ class PCM16Decoder:
 
     A delta may end in the middle of a sample (base64 chunking knows nothing of samples):
     the odd byte is carried into the next delta. Servers asked for `format: wav` may put a
-    RIFF header in front of the first delta; its sample rate then wins over the configured one.
+    RIFF header in front of the first delta, or send every delta as a little WAV file; the
+    header's sample rate then wins over the configured one.
     """
 
     def __init__(self, sample_rate: int):
         self.sample_rate = sample_rate
         self._carry = b""
-        self._first = True
         self.skipped = 0  # deltas that were not base64
 
     def feed(self, data_b64: str) -> np.ndarray:
@@ -157,17 +157,15 @@ class PCM16Decoder:
         except (binascii.Error, ValueError):
             self.skipped += 1
             return np.zeros(0, np.float32)
-        if self._first:
-            self._first = False
+        if raw[:4] == b"RIFF" and raw[8:12] == b"WAVE":
             raw = self._strip_wav_header(raw)
+            self._carry = b""  # a new file starts on a sample boundary
         raw = self._carry + raw
         whole = len(raw) - len(raw) % 2
         self._carry = raw[whole:]
         return np.frombuffer(raw[:whole], "<i2").astype(np.float32) / 32768.0
 
     def _strip_wav_header(self, raw: bytes) -> bytes:
-        if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
-            return raw
         pos = 12
         while pos + 8 <= len(raw):
             kind, size = raw[pos:pos + 4], struct.unpack_from("<I", raw, pos + 4)[0]

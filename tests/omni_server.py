@@ -7,6 +7,7 @@ The request's `model` picks the scenario:
     audio       transcript + base64 PCM16 audio deltas (split at odd byte counts),
                 a finish chunk, a usage-only chunk with no choices, [DONE]
     wav         as audio, but the first delta starts with a RIFF header at WAV_RATE
+    wavs        every delta is a little WAV file at WAV_RATE
     text        plain `delta.content` deltas only
     extras      as audio, plus unknown fields everywhere and garbage events in between
     cut         half the audio, then the connection dies mid-body (incomplete chunked read)
@@ -158,6 +159,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._event(self._chunk({"audio": {"data": _b64(pcm[start:start + DELTA_BYTES])}}))
         self._finish()
 
+    def _wavs(self, fake) -> None:
+        pcm = reply_pcm(rate=WAV_RATE).tobytes()
+        for start in range(0, len(pcm), 2 * DELTA_BYTES):  # whole samples per little file
+            piece = pcm[start:start + 2 * DELTA_BYTES]
+            self._event(self._chunk({"audio": {"data": _b64(wav_header(WAV_RATE, len(piece)) + piece)}}))
+        self._finish()
+
     def _text(self, fake) -> None:
         for piece in TEXT:
             self._event(self._chunk({"content": piece}))
@@ -259,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-STREAMS = {name: f"_{name}" for name in ("audio", "wav", "text", "extras", "cut", "eof", "midstream", "slow", "stall", "ping")}
+STREAMS = {name: f"_{name}" for name in ("audio", "wav", "wavs", "text", "extras", "cut", "eof", "midstream", "slow", "stall", "ping")}
 
 
 def _b64(b: bytes) -> str:

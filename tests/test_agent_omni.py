@@ -125,8 +125,9 @@ def test_text_only_deltas(cfg, fake):
     assert events[-1] == ReplyDone("".join(TEXT), "stop")
 
 
-def test_wav_header_in_first_delta_sets_the_rate(cfg, fake):
-    events = run_reply(cfg, fake, "wav")
+@pytest.mark.parametrize("model", ["wav", "wavs"])
+def test_wav_headers_in_deltas_set_the_rate(cfg, fake, model):
+    events = run_reply(cfg, fake, model)
     assert_same_audio(joined_audio(events), reply_pcm(rate=WAV_RATE))
     assert {e.sample_rate for e in events if isinstance(e, AudioDelta)} == {WAV_RATE}
 
