@@ -58,6 +58,7 @@ class LocalLLMServer:
                  verbose: bool = False):
         self.model_path = Path(model_path)
         self.model_alias = model_alias
+        self._auto_port = port == 0
         self.port = port or _free_port()
         self.n_ctx = n_ctx
         self.n_threads = n_threads
@@ -141,6 +142,8 @@ class LocalLLMServer:
     # ── internals ─────────────────────────────────────────────────────────────────────
 
     async def _launch(self) -> None:
+        if not _port_free(self.port) and self._auto_port and self._proc is None:
+            self.port = _free_port()  # taken since we picked it; nobody knows our URL yet
         if not _port_free(self.port):
             raise LLMServerError(f"port {self.port} on {HOST} is already in use; set llm.port: 0 "
                                  "in config.yaml for a free port, or stop what is using it")
