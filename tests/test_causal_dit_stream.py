@@ -182,3 +182,19 @@ def test_adaptive_sink_swaps_the_reference_for_a_generated_frame():
         k = cache.layer_kv(0)[0]
         assert cache.sink_frames == [0, 1, 2]                    # reference slot + pinned block 0
         assert torch.equal(k[:, :1], expected) and not torch.equal(k[:, :1], old)
+
+
+def test_history_corruption_touches_only_what_blocks_read_from_history():
+    model = tiny_model()
+    frames = torch.randn(1, 7, model.cfg.latent_channels, *GRID)    # sink + 3 blocks of 2
+    sigma = torch.rand(1, 7)
+    talk, listen = (torch.randn(1, 7, model.cfg.audio_tokens, model.cfg.dim) for _ in range(2))
+    outputs = []
+    for noise in (0.0, 0.5):
+        ctx = BlockCausalContext(7, 2, 4, False, PositionScheme("absolute"), model.rope, GRID,
+                                 history_noise=noise, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            outputs.append(model(frames, sigma, talk, listen, ctx))
+    clean, corrupted = outputs
+    assert torch.equal(clean[:, :3], corrupted[:, :3])      # the sink and block 0 read no history
+    assert (clean[:, 3:] - corrupted[:, 3:]).abs().max() > 1e-3
