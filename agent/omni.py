@@ -45,7 +45,7 @@ from agent.events import (AudioDelta, FailureKind, LLMError, ReplyDone, ReplyEve
                           TranscriptDelta)
 from agent.history import History
 from agent.persona import Persona
-from agent.streaming import Endpoint
+from agent.streaming import Endpoint, first_choice, mapping_at, string_at
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +94,18 @@ class OmniClient:
         try:
             async for chunk in self.endpoint.stream(
                     self.endpoint.client.chat.completions.with_streaming_response.create, **params):
-                delta, reason = _first_delta(chunk)
-                finish_reason = reason or finish_reason
-                if isinstance(delta.get("content"), str) and delta["content"]:
-                    content.append(delta["content"])
-                    yield TextDelta(delta["content"])
-                audio_part = delta.get("audio")
-                if not isinstance(audio_part, dict):
-                    continue
-                if isinstance(audio_part.get("transcript"), str) and audio_part["transcript"]:
-                    transcript.append(audio_part["transcript"])
-                    yield TranscriptDelta(audio_part["transcript"])
-                if isinstance(audio_part.get("data"), str) and audio_part["data"]:
-                    samples = decoder.feed(audio_part["data"])
+                choice = first_choice(chunk)
+                finish_reason = string_at(choice, "finish_reason") or finish_reason
+                delta = mapping_at(choice, "delta")
+                if text := string_at(delta, "content"):
+                    content.append(text)
+                    yield TextDelta(text)
+                audio_part = mapping_at(delta, "audio")
+                if text := string_at(audio_part, "transcript"):
+                    transcript.append(text)
+                    yield TranscriptDelta(text)
+                if data := string_at(audio_part, "data"):
+                    samples = decoder.feed(data)
                     if samples.size:
                         yield AudioDelta(samples, decoder.sample_rate)
         except LLMError as e:
@@ -125,16 +124,6 @@ class OmniClient:
         if text:
             parts.append({"type": "text", "text": text})
         return {"role": "user", "content": parts}
-
-
-def _first_delta(chunk: dict) -> tuple[dict, str | None]:
-    """(choices[0].delta, its finish_reason), tolerating any shape (usage-only chunks, junk)."""
-    choices = chunk.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return {}, None
-    delta = choices[0].get("delta")
-    reason = choices[0].get("finish_reason")
-    return (delta if isinstance(delta, dict) else {}), (reason if isinstance(reason, str) else None)
 
 
 class PCM16Decoder:

@@ -175,8 +175,25 @@ class Endpoint:
 
 def _has_finish_reason(chunk: dict) -> bool:
     choices = chunk.get("choices")
-    return isinstance(choices, list) and any(
-        isinstance(c, dict) and c.get("finish_reason") for c in choices)
+    return isinstance(choices, list) and any(string_at(c, "finish_reason") for c in choices)
+
+
+# Reading chunks from any vendor: a field of the wrong type reads as absent, never raises.
+
+def first_choice(chunk: dict) -> dict:
+    """`choices[0]`, or {} (usage-only chunks have no choices)."""
+    choices = chunk.get("choices")
+    return choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+
+
+def mapping_at(obj, key: str) -> dict:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def string_at(obj, key: str) -> str:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def _retry_wait(headers, attempt: int) -> float:

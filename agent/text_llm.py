@@ -24,7 +24,7 @@ from agent.events import (FailureKind, LLMError, ReplyDone, ReplyEvent, ReplyFai
 from agent.history import History
 from agent.llm_server import LLMServerError, LocalLLMServer
 from agent.persona import AGENT_LABEL, USER_LABEL, Persona
-from agent.streaming import Endpoint
+from agent.streaming import Endpoint, first_choice, mapping_at, string_at
 
 # A base model continues the transcript after its line: cut it at the next speaker label
 # or paragraph break. (OpenAI-compatible APIs accept at most 4 stop strings.)
@@ -71,11 +71,11 @@ class TextLLM:
             request = client.chat.completions.with_streaming_response.create
             params = dict(common, messages=[*persona.chat_messages(history),
                                             {"role": "user", "content": user_text.strip()}])
-        cleaner = BaseModelCleaner() if self.cfg.api == "completions" else None
         parts: list[str] = []
         finish_reason = "stop"
         # A second try only when the embedded server died under the first, before any text.
         for attempt in range(2 if self.server else 1):
+            cleaner = BaseModelCleaner() if self.cfg.api == "completions" else None
             if self.server:
                 try:
                     await self.server.wait_ready()
@@ -84,8 +84,10 @@ class TextLLM:
                     return
             try:
                 async for chunk in self.endpoint.stream(request, **params):
-                    text, reason = _chunk_text(chunk)
-                    finish_reason = reason or finish_reason
+                    choice = first_choice(chunk)
+                    finish_reason = string_at(choice, "finish_reason") or finish_reason
+                    # completions: choices[0].text; chat: choices[0].delta.content
+                    text = string_at(choice, "text") or string_at(mapping_at(choice, "delta"), "content")
                     if cleaner:
                         text = cleaner.feed(text)
                     if text:
@@ -104,20 +106,6 @@ class TextLLM:
             parts.append(tail)
             yield TextDelta(tail)
         yield ReplyDone("".join(parts).strip(), finish_reason)
-
-
-def _chunk_text(chunk: dict) -> tuple[str, str | None]:
-    """The text of a completions (`choices[0].text`) or chat (`choices[0].delta.content`)
-    chunk, and its finish_reason; anything unexpected reads as no text."""
-    choices = chunk.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return "", None
-    choice = choices[0]
-    text = choice.get("text")
-    if text is None and isinstance(choice.get("delta"), dict):
-        text = choice["delta"].get("content")
-    reason = choice.get("finish_reason")
-    return (text if isinstance(text, str) else ""), (reason if isinstance(reason, str) else None)
 
 
 class BaseModelCleaner:
