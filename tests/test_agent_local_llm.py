@@ -189,6 +189,14 @@ def test_a_broken_model_file_is_a_clear_error(loop, tmp_path):
     run(loop, srv.stop())
 
 
+def test_start_is_bounded_and_cleans_up(loop, server):
+    slow = LocalLLMServer(server.model_path, model_alias="gemma", start_timeout_s=0.3)
+    with pytest.raises(LLMServerError, match=r"^local LLM server did not answer within 0.3 s \(llm.start_timeout_s\)"):
+        run(loop, slow.start())
+    assert not _alive(slow.pid)  # the half-started process was stopped, not left behind
+    run(loop, slow.stop())
+
+
 def test_killed_server_is_detected_and_restarted(loop, server, llm_cfg, caplog, make_llm):
     llm = make_llm(llm_cfg, server=server)
     old_pid = server.pid
