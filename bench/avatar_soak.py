@@ -2,8 +2,10 @@
 portrait backend, as fast as the CPU renders. Prints RSS growth and the per-block render
 cost at the start vs the end: both must stay flat for sessions of any length.
 
-The script cycles agent replies (real Piper speech with phonemes), user turns (the same
-speech as mic audio), barge-ins (flush mid-reply) and idle stretches.
+The script cycles 20 s exchanges: an agent reply (real Piper speech with phonemes), a
+user turn (speech as mic audio), idle; every third reply is cut short (barge-in). Cost
+is measured as the render thread's CPU time (robust to other load on the machine) and
+as wall time.
 
     python bench/avatar_soak.py [--minutes 60]
 """
@@ -24,6 +26,10 @@ from avatar_engine.runtime import AvatarRuntime  # noqa: E402
 from config import load_config  # noqa: E402
 from speech.tts import TTS  # noqa: E402
 
+EXCHANGE_S = 20.0          # one exchange: reply at 0 s, user speaks 8–14 s, idle after
+BARGE_IN_S = 2.0           # every third reply is cut here
+USER_S = (8.0, 14.0)
+WINDOW_S = 300.0           # RSS and cost are compared over 5-minute windows
 REPLIES = ["Sure, I can help with that. Let me think about the best way to explain it.",
            "That is a wonderful idea, and I think your friends would enjoy it very much.",
            "Here is what I found: the museum opens at nine and closes at five."]
@@ -47,35 +53,39 @@ def main() -> None:
     rt = AvatarRuntime.from_config(cfg.avatar, backend, assets.default_portrait(), cfg.audio.sample_rate)
     block_s = cfg.avatar.frames_per_block / cfg.avatar.fps
     n_blocks = int(args.minutes * 60 / block_s)
-    costs, rss = np.zeros(n_blocks), []
-    mic_chunk = rt.block_samples
+    window = max(1, int(WINDOW_S / block_s))
+    wall, cpu, rss = np.zeros(n_blocks), np.zeros(n_blocks), []
     started = time.perf_counter()
     for k in range(n_blocks):
-        phase = k % 100                       # one 48 s "exchange" per 100 blocks
-        if phase == 0:                        # the agent replies
-            r = replies[(k // 100) % len(replies)]
-            rt.push_talk(r.audio, r.sample_rate, r.phonemes)
-        elif phase == 8 and (k // 100) % 3 == 2:
-            rt.flush()                        # every third reply is cut short (barge-in)
-        if 30 <= phase < 45:                  # the user speaks
-            user = replies[(k // 100 + 1) % len(replies)]
-            start = ((phase - 30) * mic_chunk * user.sample_rate // rt.sample_rate) % len(user.audio)
-            rt.push_listen(user.audio[start:start + mic_chunk * user.sample_rate // rt.sample_rate],
-                           user.sample_rate, speaking=True)
-        t = time.perf_counter()
+        t = k * block_s
+        exchange, at = int(t // EXCHANGE_S), t % EXCHANGE_S
+        if at < block_s:                                   # the agent replies
+            reply = replies[exchange % len(replies)]
+            rt.push_talk(reply.audio, reply.sample_rate, reply.phonemes)
+        elif BARGE_IN_S <= at < BARGE_IN_S + block_s and exchange % 3 == 2:
+            rt.flush()                                     # every third reply is cut short
+        if USER_S[0] <= at < USER_S[1]:                    # the user speaks
+            user = replies[(exchange + 1) % len(replies)]
+            per = rt.block_samples * user.sample_rate // rt.sample_rate
+            i = int((at - USER_S[0]) / block_s) * per % max(len(user.audio) - per, 1)
+            rt.push_listen(user.audio[i:i + per], user.sample_rate, speaking=True)
+        w, c = time.perf_counter(), time.thread_time()
         rt.step()
-        costs[k] = time.perf_counter() - t
-        if k % 500 == 0:
+        wall[k], cpu[k] = time.perf_counter() - w, time.thread_time() - c
+        if k % window == 0:
             rss.append(rss_mb())
-    wall = time.perf_counter() - started
+    elapsed = time.perf_counter() - started
     rss.append(rss_mb())
-    head, tail = costs[50:550], costs[-500:]       # skip warm-up blocks
     simulated = n_blocks * block_s
-    print(f"simulated {simulated / 60:.1f} min in {wall / 60:.1f} min wall ({simulated / wall:.1f}× real time)")
-    print(f"RSS: {rss[1]:.1f} MB after warm-up → {rss[-1]:.1f} MB at the end "
+    first, last = slice(window, 2 * window), slice(-window, None)    # skip the first (warm-up) window
+    print(f"simulated {simulated / 60:.1f} min in {elapsed / 60:.1f} min wall ({simulated / elapsed:.1f}× real time), "
+          f"{cfg.avatar.frames_per_block}-frame blocks at {cfg.avatar.fps} fps, {cfg.avatar.size}×{cfg.avatar.size}")
+    print(f"RSS: {rss[1]:.1f} MB after the first {WINDOW_S / 60:.0f} min → {rss[-1]:.1f} MB at the end "
           f"(growth {rss[-1] - rss[1]:+.1f} MB; max {max(rss):.1f} MB)")
-    print(f"per block ({cfg.avatar.frames_per_block} frames): first 500 {1e3 * np.median(head):.1f} ms median, "
-          f"last 500 {1e3 * np.median(tail):.1f} ms median (ratio last/first {np.median(tail) / np.median(head):.2f})")
+    for name, cost in (("CPU time", cpu), ("wall time", wall)):
+        a, b = np.median(cost[first]), np.median(cost[last])
+        print(f"per block {name}: minutes {WINDOW_S / 60:.0f}–{2 * WINDOW_S / 60:.0f} {1e3 * a:.2f} ms median, "
+              f"last {WINDOW_S / 60:.0f} min {1e3 * b:.2f} ms (ratio last/first {b / a:.2f})")
 
 
 if __name__ == "__main__":
