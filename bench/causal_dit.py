@@ -48,37 +48,39 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
 
 
 def stream_blocks(name: str, side: int, blocks: int):
-    """Per-block milliseconds and cache bytes after block 10 and after the last."""
+    """Per-block wall and CPU milliseconds, cache bytes after block 10 and after the last."""
     torch.manual_seed(0)
     model = CausalDiT(preset(name)).eval()
     stream = StreamConfig()
     streamer = CausalStreamer(model, stream)
     lat = side // model.cfg.vae_stride
     silent = model.silent_tokens(1, stream.frames_per_block)
-    times, bytes_at_10 = [], None
+    times, cpu_times, bytes_at_10 = [], [], None
     with torch.no_grad():
         streamer.reset(torch.randn(1, model.cfg.latent_channels, lat, lat))
         for n in range(blocks):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             streamer.generate_block(n, silent, silent)
             times.append((time.perf_counter() - t) * 1000)
+            cpu_times.append((time.process_time() - c) * 1000)
             if n == 10:
                 bytes_at_10 = streamer.cache_bytes()
     report = size_report(model.cfg, stream, side, side, bytes_per_value=4)
-    return times, bytes_at_10, streamer.cache_bytes(), report
+    return times, cpu_times, bytes_at_10, streamer.cache_bytes(), report
 
 
-def tpp_ms_per_block(name: str, side: int, ranks: int, blocks: int) -> float:
+def tpp_ms_per_block(name: str, side: int, ranks: int, blocks: int) -> tuple[float, float]:
+    """(wall ms per block, CPU ms per block of the busiest rank) under torchrun."""
     lat = side // PRESETS[name].vae_stride
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
            "-m", "avatar_engine.causal_dit.tpp", "--preset", name, "--blocks", str(blocks),
            "--latent", str(lat), "--threads", "1"]
     env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", PYTHONPATH=str(ROOT))
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
-    found = re.search(r"ms_per_block=([\d.]+)", out.stdout)
-    if not found:
+    found = re.findall(r"wall_ms_per_block=([\d.]+) cpu_ms_per_block=([\d.]+)", out.stdout)
+    if len(found) != ranks:
         raise RuntimeError(f"torchrun failed: {out.stderr.strip().splitlines()[-1:]}")
-    return float(found.group(1))
+    return max(float(w) for w, _ in found), max(float(c) for _, c in found)
 
 
 def main() -> None:
@@ -96,22 +98,24 @@ def main() -> None:
 
     print("\nstreaming, one process (sink 1 + window 6 latent frames, 3-frame blocks, 4 steps):")
     for name, side in STREAMED:
-        times, b10, b_last, rep = stream_blocks(name, side, args.blocks)
-        ms = sum(times[10:]) / len(times[10:])
-        gflops = rep.flops_per_block / (ms / 1000) / 1e9
-        first, last = sum(times[:100]) / len(times[:100]), sum(times[-100:]) / len(times[-100:])
+        times, cpu, b10, b_last, rep = stream_blocks(name, side, args.blocks)
+        mean = lambda xs: sum(xs) / len(xs)
+        ms, cpu_ms = mean(times[10:]), mean(cpu[10:])
+        gflops = rep.flops_per_block / (cpu_ms / 1000) / 1e9
+        first, last = mean(cpu[:100]), mean(cpu[-100:])
         print(f"  {name:5s} {side}×{side} ({rep.tokens_per_frame} tokens/frame, {rep.params / 1e6:.2f} M params): "
-              f"{ms:.1f} ms/block = {1000 / ms * 12:.0f} video fps; {gflops:.2f} GFLOP/s = {gflops / peak:.1%} of peak; "
+              f"wall {ms:.1f} ms/block = {12000 / ms:.0f} video fps; CPU {cpu_ms:.1f} ms/block; "
+              f"{gflops:.2f} GFLOP/s per CPU second = {gflops / peak:.1%} of peak; "
               f"cache {b10} B after block 10, {b_last} B after block {args.blocks}; "
-              f"first 100 blocks {first:.1f} ms, last 100 {last:.1f} ms (ratio {last / first:.2f})")
+              f"CPU ms first 100 blocks {first:.1f}, last 100 {last:.1f} (ratio {last / first:.2f})")
 
     print(f"load average {os.getloadavg()[0]:.1f}")
     print(f"\npipeline parallelism (torchrun, gloo, 1 thread per rank, {args.tpp_blocks} blocks):")
     for name, side in STREAMED:
-        one = tpp_ms_per_block(name, side, 1, args.tpp_blocks)
-        two = tpp_ms_per_block(name, side, 2, args.tpp_blocks)
-        print(f"  {name:5s} {side}×{side}: 1 rank {one:.1f} ms/block, 2 ranks {two:.1f} ms/block, "
-              f"speed-up {one / two:.2f}×")
+        (one, one_cpu), (two, two_cpu) = (tpp_ms_per_block(name, side, r, args.tpp_blocks) for r in (1, 2))
+        print(f"  {name:5s} {side}×{side}: wall 1 rank {one:.1f} ms/block, 2 ranks {two:.1f} ms/block, "
+              f"speed-up {one / two:.2f}×; CPU per block of the busiest rank {one_cpu:.1f} → {two_cpu:.1f} ms "
+              f"({one_cpu / two_cpu:.2f}× less work per rank)")
 
     print("\nlarge presets on the meta device (bf16 caches, one cache per step):")
     print(f"  {'preset':16s} {'video':>9s} {'params':>8s} {'tok/frame':>9s} {'KV cache':>9s} "
