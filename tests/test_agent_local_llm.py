@@ -237,6 +237,7 @@ def test_the_server_does_not_outlive_the_app(server, sig):
         asyncio.run(main())
     """)
     proc = subprocess.Popen([sys.executable, "-c", app], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    child = None
     try:
         child = int(proc.stdout.readline())
         assert _alive(child)
@@ -248,6 +249,8 @@ def test_the_server_does_not_outlive_the_app(server, sig):
         assert not _alive(child), f"llama server {child} outlived the app after {sig.name}"
     finally:
         proc.kill()
+        if child and _alive(child):  # a failed test must not leave an orphan server behind
+            os.killpg(child, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
