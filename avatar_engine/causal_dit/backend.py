@@ -17,7 +17,7 @@ import torch
 
 from avatar_engine.backend import Block
 
-from .audio import AudioFeatureStream, Wav2Vec2Encoder, WhisperEncoder, mask_gates
+from .audio import AudioEncoderError, AudioFeatureStream, Wav2Vec2Encoder, WhisperEncoder, mask_gates
 from .checkpoint import load_checkpoint
 from .stream import CausalStreamer
 from .vae import ConvCache
@@ -39,7 +39,11 @@ class CausalDiTBackend:
         self.model, self.vae, stream_cfg = load_checkpoint(checkpoint)
         self.streamer = CausalStreamer(self.model, replace(stream_cfg, seed=seed))
         if encoder is None:
-            encoder = Wav2Vec2Encoder(wav2vec2_dir, threads) if audio_encoder == "wav2vec2" else WhisperEncoder(threads=threads)
+            try:
+                encoder = (Wav2Vec2Encoder(wav2vec2_dir, threads) if audio_encoder == "wav2vec2"
+                           else WhisperEncoder(threads=threads))
+            except AudioEncoderError as e:
+                raise BackendError(str(e)) from None
         if encoder.layers != self.model.cfg.audio_layers:
             raise BackendError(f"the {audio_encoder} encoder gives {encoder.layers} layers but the checkpoint "
                                f"was trained on {self.model.cfg.audio_layers}; use the encoder it was trained with")
