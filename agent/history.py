@@ -61,13 +61,6 @@ class History:
     def tokens(self) -> int:
         return self._tokens
 
-    def clear(self) -> None:
-        self._turns.clear()
-        self._tokens = 0
-
-    def __len__(self) -> int:
-        return len(self._turns)
-
     def _add(self, turn: Turn) -> None:
         self._turns.append(turn)
         self._tokens += approx_tokens(turn.prompt_text)
