@@ -6,7 +6,8 @@
    target is the velocity ε − x0, the loss covers every generated frame. Timesteps are
    shared by all blocks (what a timestep-forcing cache sees at inference), independent
    per block (diffusion forcing proper), or a mix. Optional history corruption adds
-   noise to the keys/values a block reads from earlier blocks.
+   noise to the keys/values a block reads from earlier blocks; with rolling RoPE the
+   sink's distance ahead of the block can be drawn at random per step.
 3. Weights and configs go to a safetensors checkpoint the backend loads.
 
 Audio features are made exactly as at inference: the clip's audio is fed to the
@@ -24,7 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -53,6 +54,7 @@ class TrainConfig:
     timesteps: str = "mixed"       # shared | per_block | mixed
     sigma_sampling: str = "schedule"   # schedule: the sampler's K levels; uniform: shifted U(0, 1)
     history_noise: float = 0.0     # std of the noise added to history keys/values
+    rolling_gap_max: int = 0       # rolling RoPE: train the sink gap at random in [1, max]; 0 keeps it fixed
     seed: int = 0
 
 
@@ -125,12 +127,19 @@ def train_dit(model: CausalDiT, latents, reference, clip: Clip, cfg: TrainConfig
     opt = torch.optim.AdamW(model.parameters(), cfg.dit_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / cfg.dit_steps)))
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    context = BlockCausalContext(1 + latents.shape[1], c, sc.window, sc.pin_first_block, sc.positions,
-                                 model.rope, latents.shape[-2:], history_noise=cfg.history_noise, generator=g)
+    def block_causal(positions):
+        return BlockCausalContext(1 + latents.shape[1], c, sc.window, sc.pin_first_block, positions,
+                                  model.rope, latents.shape[-2:], history_noise=cfg.history_noise, generator=g)
+
+    random_gap = sc.positions.mode == "rolling" and cfg.rolling_gap_max > 0
+    context = block_causal(sc.positions)
     b = cfg.batch
     history = torch.zeros(1, model.talk_adapter.history, *clip.talk_features.shape[2:])
     x0 = torch.cat([reference[:, None], latents], 1).expand(b, -1, -1, -1, -1)
     for step in range(cfg.dit_steps):
+        if random_gap:   # Live Avatar trains the sink at a random distance ahead of the block
+            gap = int(torch.randint(1, cfg.rolling_gap_max + 1, (1,), generator=g))
+            context = block_causal(replace(sc.positions, rolling_gap=gap))
         talk, listen = model.audio_tokens(torch.cat([history, clip.talk_features], 1),
                                           torch.cat([history, clip.listen_features], 1),
                                           clip.talk_gate, clip.listen_gate)
