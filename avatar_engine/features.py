@@ -166,13 +166,12 @@ def viseme_tracks(phonemes, times: np.ndarray, *, lead_s: float = LEAD_S, tau_s:
     return open_.astype(np.float32), spread.astype(np.float32), closure.astype(np.float32)
 
 
-def stress_onsets(phonemes, times: np.ndarray, *, lead_s: float = LEAD_S) -> np.ndarray:
+def stress_onsets(phonemes, times: np.ndarray, fps: float, *, lead_s: float = LEAD_S) -> np.ndarray:
     """1 at the frame nearest the start of each stressed vowel (after 'ˈ'), else 0."""
     times = np.asarray(times, np.float64)
     out = np.zeros(len(times), np.float32)
     if len(times) < 1:
         return out
-    dt = times[1] - times[0] if len(times) > 1 else 1.0
     stressed = False
     for symbol, start, _ in phonemes:
         if STRESS in symbol:
@@ -181,7 +180,7 @@ def stress_onsets(phonemes, times: np.ndarray, *, lead_s: float = LEAD_S) -> np.
         v = viseme_of(symbol)
         if stressed and v is not None and v.name in ("AA", "EE", "AH", "IH", "OO", "UU"):
             i = int(np.argmin(np.abs(times + lead_s - start)))
-            if abs(times[i] + lead_s - start) <= dt / 2:
+            if abs(times[i] + lead_s - start) <= 0.5 / fps:
                 out[i] = 1.0
             stressed = False
     return out
@@ -240,7 +239,7 @@ def talk_features(audio: np.ndarray, sample_rate: int, t0: float, n_frames: int,
         # Louder speech opens the jaw wider (vocal effort): the visemes give shape and
         # timing, the sound how far. Closures stay shut (0 × anything).
         open_ = open_ * (0.2 + 0.8 * level)
-        emphasis = stress_onsets(phonemes, times)
+        emphasis = stress_onsets(phonemes, times, fps)
     else:
         open_, spread = envelope_mouth(audio, sample_rate, n_frames)
         closure = np.zeros(n_frames, np.float32)

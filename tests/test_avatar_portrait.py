@@ -182,3 +182,23 @@ def test_a_rewound_block_renders_what_the_viewer_would_have_seen(sentence):
     first = [backend.render(block(k)) for k in range(3)]
     np.testing.assert_array_equal(backend.render(block(1)), first[1])
     np.testing.assert_array_equal(backend.render(block(2)), first[2])
+
+
+def test_listener_nods_in_the_users_pauses():
+    # The user talks in 1.2 s phrases with 1 s pauses; the listener nods in the pauses.
+    t = np.arange(int(1.2 * RATE)) / RATE
+    phrase = sum(0.2 / k * np.sin(2 * np.pi * 150 * k * t) for k in (1, 2, 3)).astype(np.float32)
+    mic = np.concatenate([np.concatenate([phrase, np.zeros(RATE, np.float32)]) for _ in range(3)])
+    rt, backend = runtime()
+    per = PER_BLOCK * RATE // FPS
+    blocks = []
+    for k in range(len(mic) // per):
+        rt.push_listen(mic[k * per:(k + 1) * per], RATE, speaking=True)
+        blocks.append(rt.step())
+    dy = head_shift(np.concatenate([b.frames for b in blocks]), backend)[:, 1]
+    baseline = np.median(dy)
+    nods = 0
+    for pause in (1.2, 3.4, 5.6):
+        window = dy[int((pause + 0.25) * FPS):int((pause + 0.9) * FPS)]
+        nods += window.max() - baseline > 1.0
+    assert nods >= 2, f"nods in {nods} of 3 pauses"
