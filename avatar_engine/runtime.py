@@ -176,6 +176,8 @@ class AvatarRuntime:
         try:
             while True:
                 av, generation = await queue.get()
+                if isinstance(av, Exception):
+                    raise av
                 if generation != self._generation:
                     continue                     # rendered ahead, then flushed
                 if realtime:
@@ -197,8 +199,11 @@ class AvatarRuntime:
             await asyncio.gather(producer, return_exceptions=True)
 
     async def _produce(self, queue: asyncio.Queue) -> None:
-        while True:
-            await queue.put(await asyncio.to_thread(self._render_next))
+        try:
+            while True:
+                await queue.put(await asyncio.to_thread(self._render_next))
+        except Exception as error:      # the consumer re-raises it instead of waiting forever
+            await queue.put((error, None))
 
     def _render_next(self) -> tuple[AVBlock, int]:
         """Take the inputs of the next block from the buffers and render it."""

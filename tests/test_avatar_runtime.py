@@ -190,3 +190,17 @@ def test_realtime_stream_is_paced_by_the_clock():
 
     # block 2 is due at 0.96 s and handed over one frame early
     assert asyncio.run(run()) == pytest.approx(2 * PER_BLOCK / FPS - 1 / FPS, abs=0.08)
+
+
+def test_a_failing_backend_fails_the_stream_instead_of_hanging_it():
+    class Broken(PaintingBackend):
+        def render(self, block):
+            raise RuntimeError("renderer exploded")
+
+    async def run():
+        rt = AvatarRuntime(Broken(), np.zeros((8, 8, 3), np.uint8))
+        stream = rt.stream(realtime=False)
+        with pytest.raises(RuntimeError, match="exploded"):
+            await asyncio.wait_for(stream.__anext__(), 2.0)
+
+    asyncio.run(run())
