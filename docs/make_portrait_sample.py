@@ -112,7 +112,8 @@ def write_strip(path: Path, frames: np.ndarray, mask: np.ndarray, backend) -> No
     (ex0, ey0), (ex1, ey1) = eyes.min(axis=0).astype(int) - 3, eyes.max(axis=0).astype(int) + 3
     # closed lids cover the dark iris: the eye region gets lighter
     lids = frames[:, ey0:ey1, ex0:ex1].mean(axis=(1, 2, 3))
-    talk, listen = np.flatnonzero(mask == TALK), np.flatnonzero(mask == LISTEN)
+    eyes_open = lids < np.median(lids) + 2                # the other tiles show open eyes
+    talk, listen = np.flatnonzero((mask == TALK) & eyes_open), np.flatnonzero((mask == LISTEN) & eyes_open)
     by_open = talk[np.argsort(dark[talk])]
     picks = [(int(by_open[-1]), "speaking: wide"), (int(by_open[len(by_open) * 2 // 3]), "speaking"),
              (int(by_open[0]), "speaking: m/b/p"), (int(listen[len(listen) // 3]), "listening"),
