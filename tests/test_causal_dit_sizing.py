@@ -1,11 +1,19 @@
 """The meta-device size report agrees with a real tiny stream, and covers the large presets."""
+import pytest
 import torch
 
 from avatar_engine.causal_dit.model import PRESETS, CausalDiT, preset
 from avatar_engine.causal_dit.sizing import size_report
 from avatar_engine.causal_dit.stream import CausalStreamer, StreamConfig
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # tiny models: one thread is fastest on a shared 2-core machine; restore it for others
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_report_matches_a_real_stream():

@@ -8,7 +8,14 @@ from avatar_engine.causal_dit.positions import PositionScheme, time_positions
 from avatar_engine.causal_dit.sequence import BlockCausalContext
 from avatar_engine.causal_dit.stream import CausalStreamer, StreamConfig
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # tiny models: one thread is fastest on a shared 2-core machine; restore it for others
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 GRID = (4, 4)   # latent height, width → 4 tokens per frame
 
 

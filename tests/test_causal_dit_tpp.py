@@ -50,7 +50,6 @@ def free_port():
 
 
 def single_process():
-    torch.set_num_threads(1)
     model, vae, reference = build()
     streamer = CausalStreamer(model, CFG)
     latents, video, cache = [], [], ConvCache()
@@ -64,7 +63,12 @@ def single_process():
 
 
 def test_two_rank_pipeline_is_bitwise_one_process(tmp_path):
-    latents, video = single_process()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)          # the ranks run one thread each: same kernels, same bits
+    try:
+        latents, video = single_process()
+    finally:
+        torch.set_num_threads(before)
     mp.spawn(worker, args=(2, free_port(), str(tmp_path), False), nprocs=2)
     # steps 0, 2 on rank 0 and step 1 on rank 1: the last step's owner holds the latents
     piped = torch.load(tmp_path / "rank0.pt")

@@ -31,7 +31,15 @@ def test_backend_refuses_without_a_checkpoint(checkpoint):
 
 
 def test_overfit_clip_is_reproduced_through_the_streaming_path(tmp_path):
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
+    try:
+        check_overfit(tmp_path)
+    finally:
+        torch.set_num_threads(before)
+
+
+def check_overfit(tmp_path):
     frames, audio, mask = talking_clip(48)                 # 4 blocks of 12 frames, 32×32
     silence = np.zeros_like(audio)
     encoder = WhisperEncoder(threads=2)
