@@ -44,7 +44,6 @@ class Rig:
     jaw_drop: np.ndarray       # (2,) displacement of the lower teeth at open = 1
     inner_loop: np.ndarray     # (16,) vertex indices of the mouth opening, 60 → 64 → 60
     region: tuple[int, int, int, int]  # x0, y0, x1, y1 of the part that is re-rendered
-    scale: float               # inter-ocular distance, px
 
 
 def subdivide_loop(points: np.ndarray) -> np.ndarray:
@@ -142,7 +141,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> Rig:
     jaw_drop = basis[EXPRESSIONS.index("open")][INNER_LIP[6]]   # lower-lip centre
     return Rig(image=image, rest=rest, triangles=triangles, basis=basis, head_weight=head_weight,
                pivot=(chin + 0.6 * iod * v).astype(np.float32), jaw_drop=jaw_drop.astype(np.float32),
-               inner_loop=inner_loop, region=region, scale=iod)
+               inner_loop=inner_loop, region=region)
 
 
 def _follow(rest, targets, sources, field, reach) -> np.ndarray:
