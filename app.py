@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 # Nothing leaves the machine unless the user configures it.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -29,7 +30,8 @@ def parse_args(argv=None):
     p.add_argument("--output", help="headless / two agents: the MP4 to write")
     p.add_argument("--fast", action="store_true", help="headless: run faster than real time")
     p.add_argument("--two-agents", nargs=2, metavar=("A", "B"), help="record two personas talking")
-    p.add_argument("--turns", type=int, default=6, help="two agents: number of turns")
+    p.add_argument("--turns", type=int, default=6, help="two agents: replies in all")
+    p.add_argument("--realtime", action="store_true", help="two agents: take as long as the recording lasts")
     p.add_argument("--topic", default="", help="two agents: what they talk about")
     p.add_argument("--local", action="store_true", help="booth mode: this machine's mic and speaker")
     return p.parse_args(argv)
@@ -44,17 +46,79 @@ def run_check() -> int:
     return 1 if missing else 0
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    overrides = {"server": {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}}
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean the user must change something: shown as one line, no traceback."""
+    from agent.llm_server import LLMServerError
+    from agent.persona import PersonaError
+    from assets import MissingAsset
+    from avatar_engine.reference import ReferenceImageError
+    from speech.audio import AudioError
+    from speech.devices import NoAudioDevice
+    errors = (ConfigError, PersonaError, LLMServerError, MissingAsset, ReferenceImageError, AudioError,
+              NoAudioDevice, FileNotFoundError)
     try:
-        cfg = load_config(args.config, overrides)
-    except ConfigError as e:
+        from avatar_engine.causal_dit.backend import BackendError
+        from avatar_engine.causal_dit.checkpoint import CheckpointError
+        errors += (BackendError, CheckpointError)
+    except ImportError:  # the diffusion backend is optional at run time
+        pass
+    return errors
+
+
+def main(argv=None) -> int:
+    try:
+        return run(parse_args(argv))
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+    except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def run(args) -> int:
+    overrides = {"server": {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}}
+    cfg = load_config(args.config, overrides)
     if args.check:
         return run_check()
-    print(f"config loaded; the web UI is not built yet (host {cfg.server.host}, port {cfg.server.port})")
+    if args.headless:
+        return run_headless(cfg, args)
+    if args.two_agents:
+        return run_two_agents(cfg, args)
+    return run_web_ui(cfg)
+
+
+def run_web_ui(cfg) -> int:
+    import logging
+    from webui import serve
+    # calls opening and ending, and why; other libraries only when something is wrong
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("webui").setLevel(logging.INFO)
+    serve(cfg)
+    return 0
+
+
+def run_headless(cfg, args) -> int:
+    import asyncio
+    from agent.headless import run_headless as run
+    if not args.input or not args.output:
+        print("error: --headless needs --input user.wav and --output out.mp4", file=sys.stderr)
+        return 2
+    result = asyncio.run(run(cfg, args.input, args.output, fast=args.fast, progress=print))
+    s = result["summary"]
+    p50 = "-" if s["response_p50_s"] is None else f"{s['response_p50_s']:.2f} s"
+    print(f"wrote {args.output} and {Path(args.output).with_suffix('.json')}: {s['turns']} turns, "
+          f"{s['replied']} replied, response p50 {p50}")
+    return 0
+
+
+def run_two_agents(cfg, args) -> int:
+    import asyncio
+    from agent.two_agents import run_two_agents as run
+    output = args.output or "two_agents.mp4"
+    a, b = args.two_agents
+    asyncio.run(run(cfg, a, b, args.turns, args.topic, output, fast=not args.realtime, progress=print))
+    print(f"wrote {output} and {Path(output).with_suffix('.json')}")
     return 0
 
 

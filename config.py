@@ -51,6 +51,8 @@ class ServerConfig:
     port: int = number(7860, 0, 65535)
     # STUN/TURN servers for WebRTC; empty keeps every connection on the local network.
     ice_servers: tuple[str, ...] = ()
+    # Calls at once; each runs its own avatar renderer on the CPU.
+    max_sessions: int = number(2, 1, 64)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class EchoGuardConfig:
     # threshold: only raise the bar while the agent plays; off: trust the VAD as is.
     mode: str = choice("reference", "threshold", "off")
     threshold_while_playing: float = number(0.7, 0.0, 1.0)
+    # Speech this long over the agent's voice pauses it (a barge-in, or a backchannel).
     start_s_while_playing: float = number(0.15, 0.0, 5.0)
     # Speaker → mic delay searched for by the reference canceller.
     max_delay_s: float = number(0.25, 0.0, 1.0)

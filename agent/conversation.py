@@ -115,14 +115,16 @@ class _Reply:
 
 class Conversation:
     def __init__(self, cfg: Config, brain: Brain, avatar: AvatarSink, *, vad_model=None,
-                 rate: int = 16000, history: History | None = None, max_turn_logs: int = 1000):
+                 rate: int = 16000, history: History | None = None, timeline: SpeakerTimeline | None = None,
+                 max_turn_logs: int = 1000):
         self.cfg, self.brain, self.avatar, self.rate = cfg, brain, avatar, rate
         self.vad = StreamingVAD(cfg.vad, rate, model=vad_model)
-        self.timeline = SpeakerTimeline()
+        self.timeline = timeline if timeline is not None else SpeakerTimeline()
         self.history = history if history is not None else History.from_config(cfg.agent)
         self.playout = Playout(rate)
         self.turns: deque[TurnLog] = deque(maxlen=max_turn_logs)
         self.phase = Phase.LISTENING
+        self.answering = True               # False: hear turns, but start no more replies
         self.samples = 0                    # session clock, in mic samples
         self._reply: _Reply | None = None
         self._paused_at: float | None = None     # onset of a possible interruption
@@ -130,6 +132,7 @@ class Conversation:
         self._ignore_turn = False                # the VAD turn in progress was a backchannel
         self._ignore_onset = 0.0
         self._voice_heard_until = 0.0            # when the last agent sample shown so far is heard
+        self._voice_played_until = -1.0          # end of the last agent sample handed to the avatar
         self._onset = 0.0                        # onset of the user's current turn
         self._tasks: set[asyncio.Task] = set()
 
@@ -144,7 +147,9 @@ class Conversation:
         `played`: what the speaker played meanwhile, if it can leak into the mic.
         Returns the avatar's A/V blocks that became ready."""
         t = self.now
-        for event in self.vad.push(mic, played):
+        # the voice's tail still counts as playing for one tick (the VAD looks at 32 ms)
+        agent_playing = t - self._voice_played_until < 0.05
+        for event in self.vad.push(mic, played, agent_playing):
             if event.kind == "user_started":
                 self._on_user_started(event.t)
             else:
@@ -156,6 +161,7 @@ class Conversation:
         reply = self._reply
         if tick.voiced:
             self.timeline.add(AGENT, t, t + tick.voiced / self.rate)
+            self._voice_played_until = t + tick.voiced / self.rate
             if reply is not None:
                 reply.played += tick.texts
                 if reply.turn.first_audio_at is None:
@@ -200,7 +206,7 @@ class Conversation:
         if self._ignore_turn:
             self._ignore_turn = False
             return
-        if self._reply is not None:
+        if self._reply is not None or not self.answering:
             return  # speech over the agent that neither interrupted nor was a backchannel
         audio = np.concatenate([self._carry, event.audio]) if len(self._carry) else event.audio
         self._carry = np.zeros(0, np.float32)

@@ -17,10 +17,9 @@ from speech.timeline import Phoneme
 
 
 class ClockedAvatar:
-    def __init__(self, runtime: AvatarRuntime, speaking: callable = lambda: False):
-        self.runtime = runtime
+    def __init__(self, runtime: AvatarRuntime):
+        self.runtime = runtime  # its listen_mask (the speaker timeline) says when the user speaks
         self.fps = runtime.fps
-        self._speaking = speaking          # is the user speaking now (the VAD's view)
         self._block_s = runtime.frames_per_block / runtime.fps
         self._next_block = 0
 
@@ -32,7 +31,7 @@ class ClockedAvatar:
         if len(talk):
             rel = [Phoneme(p.symbol, p.start - t, p.end - t) for p in phonemes]
             self.runtime.push_talk(talk, rate, rel)
-        self.runtime.push_listen(listen, rate, speaking=self._speaking())
+        self.runtime.push_listen(listen, rate)
         end = t + len(listen) / rate
         blocks = []
         while (self._next_block + 1) * self._block_s <= end + 1e-9:

@@ -156,9 +156,11 @@ class StreamingVAD:
         """Session time just after the last speech frame of the current/last turn."""
         return self._last_speech_end * self.frame / self.rate
 
-    def push(self, mic: np.ndarray, played: np.ndarray | None = None) -> list[VADEvent]:
+    def push(self, mic: np.ndarray, played: np.ndarray | None = None, agent_playing: bool = False) -> list[VADEvent]:
         """Feed mic samples (float32 at the VAD rate) and, optionally, the audio played on
-        the speaker during those same samples. Returns the events they completed."""
+        the speaker during those same samples. `agent_playing`: the agent's voice is being
+        played (known to the caller even without a reference signal). Returns the events
+        they completed."""
         if played is not None and len(played) != len(mic):
             raise ValueError(f"played audio ({len(played)} samples) must match mic audio ({len(mic)})")
         self._mic_pending = np.concatenate([self._mic_pending, np.asarray(mic, np.float32)])
@@ -168,17 +170,18 @@ class StreamingVAD:
         while len(self._mic_pending) >= self.frame:
             m, self._mic_pending = self._mic_pending[:self.frame], self._mic_pending[self.frame:]
             r, self._ref_pending = self._ref_pending[:self.frame], self._ref_pending[self.frame:]
-            event = self._step(m, r)
+            event = self._step(m, r, agent_playing)
             if event:
                 events.append(event)
         return events
 
-    def _step(self, mic: np.ndarray, ref: np.ndarray) -> VADEvent | None:
+    def _step(self, mic: np.ndarray, ref: np.ndarray, agent_playing: bool) -> VADEvent | None:
         cfg, guard = self.cfg, self.cfg.echo_guard
-        playing = float(np.mean(ref * ref)) > self._ref_floor
+        playing = agent_playing or float(np.mean(ref * ref)) > self._ref_floor
         self._playing_frames = 0 if playing else self._playing_frames + 1
-        # The echo outlives the reference by the speaker→mic delay.
-        echo_possible = guard.mode != "off" and self._playing_frames * self.frame < guard.max_delay_s * self.rate + self.frame
+        # The echo outlives the voice by the speaker→mic delay.
+        while_playing = self._playing_frames * self.frame < guard.max_delay_s * self.rate + self.frame
+        echo_possible = guard.mode != "off" and while_playing
         scored = mic
         if self.echo is not None:
             residual = self.echo(mic, ref)  # keeps the canceller adapted even when idle
@@ -188,7 +191,8 @@ class StreamingVAD:
             prob = float(self.model(torch.from_numpy(np.ascontiguousarray(scored)), self.rate))
         self.last_prob = prob
         threshold = guard.threshold_while_playing if echo_possible else cfg.threshold
-        start_s = guard.start_s_while_playing if echo_possible else cfg.start_s
+        # Speech over the agent is a possible barge-in: decide sooner.
+        start_s = guard.start_s_while_playing if while_playing else cfg.start_s
         self._pre.append(mic)
         index = self.frames
         self.frames += 1

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from speech.audio import AudioError, prepare, resample, to_int16
+from speech.synthetic import speech_bounds
 from speech.vad import StreamingVAD
 
 RATE = 16000
@@ -128,6 +129,5 @@ def test_echo_guard_still_hears_the_user_over_the_agent(cfg, vad_model, agent_re
     mic[at:at + len(user)] += user[: len(mic) - at]
     events = run(with_vad(cfg, vad_model), mic, played=agent_reply)
     starts = [e.t for e in events if e.kind == "user_started"]
-    from conftest import speech_bounds
     true_onset = onset + speech_bounds(user, RATE)[0]
     assert starts and abs(starts[0] - true_onset) <= TOL, (starts, true_onset)

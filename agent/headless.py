@@ -1,0 +1,188 @@
+"""Headless runs: a WAV file plays as the microphone through the whole loop, and the
+avatar video (agent voice + user voice mixed) and a JSON transcript come out.
+
+Real time by default. With `fast`, the file is read as fast as the machine allows while
+the conversation only waits on its own work: whenever the brain is busy and no voice is
+ready, the session clock advances at wall-clock pace, so latencies stay honest.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import statistics
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from agent.conversation import Conversation
+from agent.persona import load_persona
+from agent.session import SESSION_RATE, make_conversation, open_stack
+from avatar_engine.media import MP4Writer
+from config import Config
+from speech.audio import prepare, read_wav
+
+log = logging.getLogger(__name__)
+TICK_S = 0.02
+TAIL_S = 1.0            # keep recording this long after the last reply
+MAX_SESSION_S = 3600.0  # a headless run never goes on for longer than this
+
+
+class Pacer:
+    """Keeps the session clock from running ahead of the wall clock when it must not."""
+
+    def __init__(self, realtime: bool):
+        self.realtime = realtime
+        self._anchor: tuple[float, float] | None = None   # (wall, session) when pacing began
+
+    async def wait(self, session_t: float, must_pace: bool) -> None:
+        if not (self.realtime or must_pace):
+            self._anchor = None
+            return
+        if self._anchor is None:
+            self._anchor = (time.monotonic(), session_t)
+        wall0, t0 = self._anchor
+        delay = wall0 + (session_t - t0) - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class WavUser:
+    """The microphone as a fixed recording; it does not react to the agent."""
+
+    def __init__(self, audio: np.ndarray):
+        self.audio, self._pos = audio, 0
+
+    @property
+    def done(self) -> bool:
+        return self._pos >= len(self.audio)
+
+    def hear(self, t: float, agent_voiced: bool) -> None:
+        pass
+
+    def speak(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.float32)
+        chunk = self.audio[self._pos:self._pos + n]
+        out[:len(chunk)] = chunk
+        self._pos += n
+        return out
+
+
+class Loudspeaker:
+    """What the agent's output sounds like tick by tick: blocks arrive one block length at
+    a time and then play out, so a listener (a scripted user, the other agent) hears them
+    over the following ticks. Bounded by the blocks in flight (one or two)."""
+
+    def __init__(self, tick: int):
+        self.tick = tick
+        self._ticks: deque[np.ndarray] = deque()
+
+    def play(self, blocks) -> None:
+        for b in blocks:
+            self._ticks.extend(np.split(b.audio, len(b.audio) // self.tick))
+
+    def next_tick(self) -> np.ndarray:
+        return self._ticks.popleft() if self._ticks else np.zeros(self.tick, np.float32)
+
+
+class _RecentAudio:
+    """The last `seconds` of a stream, addressable by absolute sample index."""
+
+    def __init__(self, seconds: float):
+        self.buf = np.zeros(int(seconds * SESSION_RATE), np.float32)
+        self.end = 0                     # absolute index after the newest sample
+
+    def push(self, x: np.ndarray) -> None:
+        self.buf = np.roll(self.buf, -len(x))
+        self.buf[-len(x):] = x
+        self.end += len(x)
+
+    def get(self, start: int, n: int) -> np.ndarray:
+        out = np.zeros(n, np.float32)
+        a = start - (self.end - len(self.buf))
+        if a >= 0 and a + n <= len(self.buf):
+            out[:] = self.buf[a:a + n]
+        return out
+
+
+async def run_conversation(conv: Conversation, user, writer: MP4Writer | None, *, fast: bool = False,
+                           max_s: float = MAX_SESSION_S, progress: Callable[[str], None] = log.info) -> None:
+    """Drive `conv` tick by tick with `user` (WavUser, speech.synthetic.ScriptedUser) as
+    the microphone until the user is done and the agent has finished; the user hears
+    the agent's output. Every A/V block is written with agent voice and mic mixed."""
+    tick = int(TICK_S * SESSION_RATE)
+    pacer = Pacer(realtime=not fast)
+    heard = _RecentAudio(10.0)
+    speaker = Loudspeaker(tick)
+    quiet_since = None
+    reported = 0
+    started = conv.now
+    while True:
+        await pacer.wait(conv.now, must_pace=conv.busy)
+        mic = user.speak(tick)
+        heard.push(mic)
+        blocks = await conv.step(mic)
+        for block in blocks:
+            if writer is not None:
+                writer.write(block.frames, block.audio + heard.get(int(round(block.t0 * SESSION_RATE)), len(block.audio)))
+        speaker.play(blocks)
+        user.hear(conv.now, bool(np.any(speaker.next_tick())))
+        if len(conv.turns) > reported:
+            reported = len(conv.turns)
+            progress(f"{conv.now:6.1f}s  user turn {reported} heard")
+        if user.done:
+            quiet_since = (quiet_since or conv.now) if conv.idle else None
+            if quiet_since and conv.now - quiet_since >= TAIL_S:
+                break
+        if conv.now - started > max_s:
+            progress(f"stopping: the session passed its limit of {max_s:.0f} s")
+            break
+    await conv.close()
+
+
+def transcript(conv: Conversation, **meta) -> dict:
+    return {**meta, "turns": [t.to_json() for t in conv.turns], "summary": summary(conv.turns)}
+
+
+def summary(turns) -> dict:
+    """Latency percentiles over the turns that got a reply."""
+    def pct(values, q):
+        values = sorted(v for v in values if v is not None)
+        if not values:
+            return None
+        return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    response = [t.response_s for t in turns]
+    barge = [t.barge_in_s for t in turns]
+    return {
+        "turns": len(turns),
+        "replied": sum(t.first_frame_at is not None for t in turns),
+        "interrupted": sum(t.interrupted for t in turns),
+        "failed": sum(t.failure is not None for t in turns),
+        "response_p50_s": pct(response, 0.5), "response_p90_s": pct(response, 0.9),
+        "barge_in_p50_s": pct(barge, 0.5), "barge_in_max_s": max((b for b in barge if b is not None), default=None),
+        "asr_p50_s": pct([t.asr_s for t in turns], 0.5),
+        "llm_first_token_p50_s": pct([t.llm_first_token_s for t in turns], 0.5),
+        "tts_first_audio_p50_s": pct([t.tts_first_audio_s for t in turns], 0.5),
+        "vad_end_p50_s": pct([t.detected_at - t.user_end for t in turns], 0.5),
+        "mean_response_s": statistics.mean([r for r in response if r is not None]) if any(response) else None,
+    }
+
+
+async def run_headless(cfg: Config, input_wav: str | Path, output_mp4: str | Path, *, fast: bool = False,
+                       progress: Callable[[str], None] = log.info) -> dict:
+    """The whole loop from a WAV to an MP4 + `<output>.json`. Returns the transcript dict."""
+    data, rate = read_wav(str(input_wav))
+    mic = prepare(data, rate, SESSION_RATE, min_rate=cfg.audio.min_input_rate, max_rate=cfg.audio.max_input_rate)
+    persona = load_persona(cfg.agent.persona)
+    async with open_stack(cfg, progress) as stack:
+        conv = make_conversation(stack, persona)
+        size = cfg.avatar.size
+        with MP4Writer(output_mp4, cfg.avatar.fps, size, size, SESSION_RATE) as writer:
+            await run_conversation(conv, WavUser(mic), writer, fast=fast, progress=progress)
+    result = transcript(conv, input=str(input_wav), output=str(output_mp4), persona=persona.id,
+                        mode=cfg.agent.mode, input_seconds=len(mic) / SESSION_RATE)
+    Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,103 @@
+"""Building conversations from config: the shared models, and a brain and an avatar per persona.
+
+    async with open_stack(cfg) as stack:          # ASR, TTS, VAD, the LLM (server) once
+        conv = make_conversation(stack, load_persona("ada"))
+        blocks = await conv.step(mic_tick)
+
+Two-agent mode makes two conversations from one stack.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable
+
+import numpy as np
+
+import assets
+from agent.brain import Brain, CascadeBrain, OmniBrain
+from agent.conversation import Conversation
+from agent.persona import Persona
+from config import Config, ConfigError
+
+log = logging.getLogger(__name__)
+SESSION_RATE = 16000
+
+
+@dataclass
+class Stack:
+    cfg: Config
+    asr: object
+    tts: object
+    vad_model: object
+    llm: object | None = None       # TextLLM (cascade)
+    omni: object | None = None      # OmniClient (omni)
+
+
+@contextlib.asynccontextmanager
+async def open_stack(cfg: Config, progress: Callable[[str], None] = log.info) -> AsyncIterator[Stack]:
+    """Load the speech models and start (or connect to) the LLM; stop it all on exit."""
+    from speech.asr import ASR
+    from speech.tts import TTS
+    from speech.vad import load_vad_model
+    t = time.perf_counter()
+    progress("loading speech models (VAD, Whisper, Piper)")
+    asr, tts, vad_model = await asyncio.gather(asyncio.to_thread(ASR, cfg.asr), asyncio.to_thread(TTS, cfg.tts),
+                                               asyncio.to_thread(load_vad_model))
+    async with contextlib.AsyncExitStack() as exits:
+        stack = Stack(cfg, asr, tts, vad_model)
+        if cfg.agent.mode == "omni":
+            from agent.omni import OmniClient
+            stack.omni = await exits.enter_async_context(OmniClient(cfg.omni))
+        else:
+            from agent.text_llm import TextLLM
+            server = None
+            if cfg.llm.provider == "local":
+                from agent.llm_server import LocalLLMServer
+                progress("starting the local LLM server (Gemma 3 270M on llama.cpp)")
+                server = await exits.enter_async_context(LocalLLMServer.from_config(cfg.llm))
+            stack.llm = await exits.enter_async_context(TextLLM(cfg.llm, server=server))
+        progress(f"ready in {time.perf_counter() - t:.1f} s")
+        yield stack
+
+
+def make_brain(stack: Stack, persona: Persona) -> Brain:
+    if stack.omni is not None:
+        return OmniBrain(stack.omni, stack.tts, persona, SESSION_RATE, asr=stack.asr)
+    return CascadeBrain(stack.asr, stack.llm, stack.tts, persona, SESSION_RATE)
+
+
+def reference_image(cfg: Config, persona: Persona) -> np.ndarray:
+    from avatar_engine.reference import load_reference
+    source = cfg.avatar.image or persona.image
+    return assets.default_portrait() if source == "astronaut" else load_reference(source)
+
+
+def make_backend(cfg: Config):
+    if cfg.avatar.backend == "causal_dit":
+        from avatar_engine.causal_dit.backend import CausalDiTBackend
+        return CausalDiTBackend.from_config(cfg.avatar, cfg.causal_dit)
+    from avatar_engine.portrait.backend import PortraitBackend
+    return PortraitBackend(cfg.avatar.size, cfg.avatar.seed, cfg.avatar.allow_no_face)
+
+
+def make_conversation(stack: Stack, persona: Persona, backend=None) -> Conversation:
+    from avatar_engine.clocked import ClockedAvatar
+    from avatar_engine.runtime import AvatarRuntime
+    from speech.timeline import SpeakerTimeline
+    cfg = stack.cfg
+    timeline = SpeakerTimeline()
+    backend = backend or make_backend(cfg)
+    # The diffusion model generates fixed-size blocks; the portrait takes any size.
+    frames = getattr(backend, "block_video_frames", cfg.avatar.frames_per_block)
+    runtime = AvatarRuntime(backend, reference_image(cfg, persona), fps=cfg.avatar.fps, frames_per_block=frames,
+                            sample_rate=SESSION_RATE, lookahead_blocks=cfg.avatar.lookahead_blocks,
+                            listen_mask=timeline.mask)
+    return Conversation(cfg, make_brain(stack, persona), ClockedAvatar(runtime), vad_model=stack.vad_model,
+                        rate=SESSION_RATE, timeline=timeline)
+
+
+__all__ = ["Stack", "open_stack", "make_brain", "make_conversation", "reference_image", "ConfigError"]

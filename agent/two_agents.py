@@ -1,0 +1,79 @@
+"""Two personas talking to each other, recorded side by side.
+
+Each persona is a full `Conversation`: its microphone is the other's voice, so turn
+taking runs through the same VAD, brain and avatar as a human conversation, and each
+avatar visibly listens while the other talks. A opens with its greeting and the topic;
+the run ends after `turns` replies in all, when both have finished speaking.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from agent.headless import TICK_S, Loudspeaker, Pacer, transcript
+from agent.persona import load_persona
+from agent.session import SESSION_RATE, make_conversation, open_stack
+from avatar_engine.media import MP4Writer
+from config import Config
+
+log = logging.getLogger(__name__)
+MAX_TWO_AGENT_S = 1800.0
+
+
+def with_topic(persona, topic: str, other_name: str):
+    """The persona, told who it talks to and about what."""
+    if not topic:
+        return persona
+    prompt = (f"{persona.system_prompt.strip()} {persona.name} is talking with {other_name} "
+              f"about {topic}, and keeps the conversation going with a question now and then.")
+    return dataclasses.replace(persona, system_prompt=prompt)
+
+
+async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, output_mp4: str | Path, *,
+                         fast: bool = True, progress: Callable[[str], None] = log.info) -> dict:
+    pa, pb = load_persona(a), load_persona(b)
+    pa, pb = with_topic(pa, topic, pb.name), with_topic(pb, topic, pa.name)
+    tick = int(TICK_S * SESSION_RATE)
+    async with open_stack(cfg, progress) as stack:
+        conv_a, conv_b = make_conversation(stack, pa), make_conversation(stack, pb)
+        opening = f"{pa.greeting} Let's talk about {topic}." if topic else pa.greeting
+        await conv_a.greet(opening)
+        size = cfg.avatar.size
+        pacer = Pacer(realtime=not fast)
+        voice_a = voice_b = np.zeros(tick, np.float32)
+        speaker_a, speaker_b = Loudspeaker(tick), Loudspeaker(tick)
+        quiet, seen = 0.0, 0
+        with MP4Writer(output_mp4, cfg.avatar.fps, 2 * size, size, SESSION_RATE) as writer:
+            while True:
+                await pacer.wait(conv_a.now, must_pace=conv_a.busy or conv_b.busy)
+                # each hears what the other played in the previous tick
+                blocks_a = await conv_a.step(voice_b)
+                blocks_b = await conv_b.step(voice_a)
+                speaker_a.play(blocks_a)
+                speaker_b.play(blocks_b)
+                voice_a, voice_b = speaker_a.next_tick(), speaker_b.next_tick()
+                for ba, bb in zip(blocks_a, blocks_b):  # same clock and block size: pairs
+                    writer.write(np.concatenate([ba.frames, bb.frames], axis=2), ba.audio + bb.audio)
+                replies = len(conv_a.turns) + len(conv_b.turns)
+                done = replies >= turns and conv_a.idle and conv_b.idle
+                quiet = quiet + TICK_S if done else 0.0
+                if quiet >= 1.0 or conv_a.now > MAX_TWO_AGENT_S:
+                    break
+                if replies > seen:
+                    seen = replies
+                    progress(f"{conv_a.now:6.1f}s  {replies}/{turns} replies")
+                if replies >= turns:  # enough: neither answers what is said from now on
+                    conv_a.answering = conv_b.answering = False
+        await conv_a.close()
+        await conv_b.close()
+    result = {"a": transcript(conv_a, persona=pa.id), "b": transcript(conv_b, persona=pb.id),
+              "topic": topic, "output": str(output_mp4)}
+    Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
+    return result
+

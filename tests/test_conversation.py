@@ -1,0 +1,111 @@
+"""The whole loop, end to end: VAD → ASR → the real local LLM server → TTS → avatar.
+
+One scripted session runs once (module fixture) with a user who reacts to what they
+hear: questions, a backchannel during a reply, and a barge-in. The tests then check,
+from the output the user would see and hear, that every question got an answer, that
+the backchannel did not interrupt, that barge-in silenced the agent within 300 ms of
+the true onset, and that the history and transcript are complete.
+"""
+import asyncio
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from agent.headless import run_conversation, transcript
+from agent.persona import load_persona
+from agent.session import SESSION_RATE, make_conversation, open_stack
+from avatar_engine.media import MP4Writer, read_mp4
+from speech.synthetic import Cue, ScriptedUser
+
+CUES = [
+    Cue("Hi Ada, what is a black hole?", "after", 0.5),
+    Cue("Uh-huh.", "during", 0.6),                       # a backchannel: must not interrupt
+    Cue("Why is the sky blue?", "after", 1.2),
+    Cue("Wait, stop. Tell me about the moon instead.", "during", 0.5),   # barge-in
+    Cue("Thanks, bye for now.", "after", 1.2),
+]
+
+
+@pytest.fixture(scope="module")
+def session(cfg, tts, tmp_path_factory):
+    out = tmp_path_factory.mktemp("conv") / "session.mp4"
+    user = ScriptedUser(tts, CUES, SESSION_RATE)
+    blocks = []
+
+    async def main():
+        async with open_stack(cfg) as stack:
+            conv = make_conversation(stack, load_persona("ada"))
+            original_step = conv.step
+
+            async def step(mic, played=None):  # keep what the user heard, block by block
+                got = await original_step(mic, played)
+                blocks.extend((b.t0, b.audio.copy(), b.mask.copy()) for b in got)
+                return got
+            conv.step = step
+            with MP4Writer(out, cfg.avatar.fps, cfg.avatar.size, cfg.avatar.size, SESSION_RATE) as writer:
+                await run_conversation(conv, user, writer, fast=True, max_s=240)
+            return conv
+    conv = asyncio.run(main())
+    result = transcript(conv, persona="ada")
+    (out.with_suffix(".json")).write_text(json.dumps(result, indent=2))
+    return dataclasses.make_dataclass("S", ["conv", "user", "blocks", "mp4", "result"])(
+        conv, user, blocks, out, result)
+
+
+def agent_voice(blocks, start, end):
+    """Agent audio the user heard between session times start and end (block content time)."""
+    parts = [a for t0, a, _ in blocks if t0 + len(a) / SESSION_RATE > start and t0 < end]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def test_every_question_gets_a_reply(session):
+    turns = list(session.conv.turns)
+    questions = [s for s in session.user.said if s.text != "Uh-huh."]
+    assert len(turns) == len(questions), [(t.user_text, t.agent_text) for t in turns]
+    for turn, said in zip(turns, questions):
+        assert turn.first_frame_at is not None, turn
+        assert turn.failure is None
+        assert abs(turn.user_start - said.onset) < 0.15 and turn.user_end > said.onset
+        assert turn.user_text and turn.agent_text
+
+
+def test_backchannel_does_not_interrupt(session):
+    first = session.conv.turns[0]
+    assert not first.interrupted
+    assert first.agent_text == first.reply_text   # the whole reply was played
+    assert all("uh" not in t.user_text.lower() for t in session.conv.turns)
+
+
+def test_barge_in_stops_the_agent_within_300ms(session):
+    cut = next(s for s in session.user.said if s.text.startswith("Wait"))
+    turn = next(t for t in session.conv.turns if t.interrupted)
+    assert turn.barge_in_s is not None and turn.barge_in_s <= 0.3
+    # measured from the output: after onset + 300 ms, the agent is silent until it
+    # answers the interruption itself
+    answer = next(t for t in session.conv.turns if t.user_start >= cut.onset - 0.15)
+    start, end = cut.onset + 0.3 + 0.08, answer.first_audio_at - 0.01
+    voiced = [round(t0, 2) for t0, a, _ in session.blocks if start < t0 + len(a) / SESSION_RATE and t0 < end and a.any()]
+    assert not voiced, (start, end, voiced, [(t.user_start, t.first_audio_at, t.agent_text) for t in session.conv.turns])
+    # the reply was cut short, and the history says so
+    assert turn.agent_text != turn.reply_text or not turn.reply_text
+    interrupted = [h for h in session.conv.history.turns if getattr(h, "interrupted", False)]
+    assert interrupted
+
+
+def test_transcript_and_video_are_complete(session):
+    result = json.loads(session.mp4.with_suffix(".json").read_text())
+    assert result["summary"]["turns"] == len(session.conv.turns) == result["summary"]["replied"]
+    for t in result["turns"]:
+        for key in ("user_text", "agent_text", "user_start", "user_end", "response_s", "asr_s",
+                    "llm_first_token_s", "tts_first_audio_s", "first_frame_at"):
+            assert t[key] not in (None, ""), (key, t)
+    frames, audio, rate, fps = read_mp4(session.mp4)
+    assert fps == 25 and frames.shape[1:] == (512, 512, 3)
+    assert abs(len(frames) / fps - len(audio) / rate) < 0.1
+    # both voices are in the mix: the user's questions and the agent's replies
+    said = session.user.said[0]
+    assert np.abs(audio[int(said.onset * rate):int(said.end * rate)]).max() > 0.05
+    first_reply = session.conv.turns[0].first_audio_at
+    assert np.abs(audio[int(first_reply * rate):int((first_reply + 0.5) * rate)]).max() > 0.05
