@@ -1,0 +1,94 @@
+"""The live calls: opened from a browser's offer, at most `server.max_sessions` at once.
+
+Each call gets its own conversation (persona, history, avatar, VAD state) built on the
+one shared stack, and its own peer connection with exactly the configured ICE servers
+(aiortc would otherwise use a public STUN server).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from agent.persona import load_persona, persona_ids
+from agent.session import Stack, make_conversation
+from config import Config
+from speech.vad import load_vad_model
+from webui.call import Call, CallError
+from webui.shared_stack import SharedStack
+
+log = logging.getLogger(__name__)
+
+
+class CallRefused(Exception):
+    """An offer that gets no call: an HTTP status and one line for the page."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def peer_connection(ice_servers: tuple[str, ...]) -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in ice_servers]))
+
+
+def conversation(stack: Stack, persona):
+    # Silero keeps its recurrent state inside the model object: concurrent calls sharing
+    # the stack's model would mix each other's audio, so each call loads its own.
+    return make_conversation(dataclasses.replace(stack, vad_model=load_vad_model()), persona)
+
+
+class Calls:
+    def __init__(self, cfg: Config, shared: SharedStack):
+        self.cfg, self.shared = cfg, shared
+        self.limit = cfg.server.max_sessions
+        self._live: dict[Call, asyncio.Task] = {}
+        self._opening = 0                      # slots held by offers being answered
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    async def open(self, sdp: str, kind: str, persona_id: str) -> RTCSessionDescription:
+        """Answer a browser's offer and start the call. Raises CallRefused."""
+        stack = self.shared.stack
+        if stack is None:
+            raise CallRefused(503, self.shared.error or f"still getting ready ({self.shared.status}); try again soon")
+        if len(self._live) + self._opening >= self.limit:
+            raise CallRefused(429, f"the avatar is already talking with {self.limit} people; try again in a moment")
+        if persona_id not in persona_ids():
+            raise CallRefused(400, f"no persona '{persona_id}' (available: {', '.join(persona_ids())})")
+        self._opening += 1
+        try:
+            t = time.perf_counter()
+            try:
+                persona = load_persona(persona_id)
+                conv = await asyncio.to_thread(conversation, stack, persona)
+            except Exception as e:  # a broken persona file or picture: say which
+                log.exception("building the conversation failed")
+                raise CallRefused(500, f"could not start the avatar: {e}") from None
+            call = Call(peer_connection(self.cfg.server.ice_servers), conv, persona, self.cfg.avatar.size)
+            try:
+                answer = await call.answer(sdp, kind)
+            except Exception as e:
+                await conv.close()
+                await call.pc.close()
+                if isinstance(e, CallError):
+                    raise CallRefused(400, str(e)) from None
+                raise CallRefused(400, f"not a usable WebRTC offer: {e}") from None
+        finally:
+            self._opening -= 1
+        log.info("call %d/%d with %s answered in %.2f s", len(self._live) + 1, self.limit, persona_id,
+                 time.perf_counter() - t)
+        task = call.start()
+        self._live[call] = task
+        task.add_done_callback(lambda _: self._live.pop(call, None))
+        return answer
+
+    async def close_all(self) -> None:
+        tasks = list(self._live.values())
+        for call in list(self._live):
+            call.hang_up()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,74 @@
+"""The Gradio page: persona picker, Start/Stop, the live avatar, state, transcript, latency.
+
+Gradio lays the page out and reports model loading; the call itself (WebRTC, the
+video element, the state badge, the transcript) lives in the browser, in
+static/client.js, driven by the Start/Stop button and the call's data channel.
+"""
+from __future__ import annotations
+
+import asyncio
+
+import gradio as gr
+
+from agent.persona import load_persona, persona_ids
+from webui.shared_stack import SharedStack
+
+STATUS_POLL_S = 0.25
+
+STAGE = """
+<div id="stage" class="stage">
+  <video id="avatar-video" autoplay playsinline></video>
+  <div id="stage-hint" class="stage-hint">Press <b>Start</b> and say hello</div>
+  <div id="call-state" class="call-state" data-state="idle">not connected</div>
+  <div id="call-note" class="call-note"></div>
+</div>
+"""
+
+CONVERSATION = """
+<div class="conversation">
+  <div class="conversation-head"><span>Conversation</span><span id="latency-summary"></span></div>
+  <ol id="transcript" class="transcript"><li class="empty">What you and the persona say appears here.</li></ol>
+</div>
+"""
+
+
+def status_line(shared: SharedStack) -> str:
+    if shared.error:
+        return f"⚠️ {shared.error}"
+    if shared.stack is None:
+        return f"⏳ Getting ready: {shared.status}…"
+    return "Ready. Pick a persona, press **Start** and talk; speak over the persona to interrupt it."
+
+
+def build_page(shared: SharedStack) -> gr.Blocks:
+    personas = [(load_persona(p).name, p) for p in persona_ids()]
+    default = shared.cfg.agent.persona
+
+    async def watch_loading():
+        """Stream the loading progress to this page until the models are ready."""
+        shown = None
+        while True:
+            line = status_line(shared)
+            if line != shown:
+                shown = line
+                yield line, gr.Button(interactive=shared.stack is not None)
+            if shared.settled:
+                return
+            await asyncio.sleep(STATUS_POLL_S)
+
+    with gr.Blocks(title="Persona", analytics_enabled=False) as page:
+        gr.HTML("<header class='title'><h1>Persona</h1><p>Talk to an AI face to face. "
+                "Everything runs on this machine.</p></header>")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5, min_width=360):
+                gr.HTML(STAGE)
+            with gr.Column(scale=4, min_width=320):
+                with gr.Row(elem_classes="controls"):
+                    persona = gr.Dropdown(personas, value=default, label="Persona", scale=3)
+                    button = gr.Button("Start", variant="primary", elem_id="call-button", scale=1,
+                                       interactive=False)
+                status = gr.Markdown(status_line(shared), elem_id="status")
+                gr.HTML(CONVERSATION)
+        button.click(None, inputs=[persona], js="(persona) => window.personaCall.toggle(persona)")
+        page.load(watch_loading, outputs=[status, button], concurrency_limit=None, show_progress="hidden")
+    return page

@@ -1,0 +1,189 @@
+// The browser half of a call: the microphone goes to the server, the avatar's video and
+// voice come back, and the call's state and transcript arrive on a data channel.
+// Every wait is bounded: a WebRTC call with no usable network path stays in "new"
+// without any error, so silence here must become a message, not a spinner.
+(() => {
+  const GATHER_TIMEOUT_MS = 3000;
+  const CONNECT_TIMEOUT_MS = 20000;
+  const STATE_LABELS = {
+    idle: "not connected", connecting: "connecting…",
+    listening: "listening", thinking: "thinking", speaking: "speaking",
+  };
+
+  let call = null;   // {mic, pc, channel, timer, ended} while a call is up or being set up
+
+  const $ = (id) => document.getElementById(id);
+
+  function showState(state) {
+    const badge = $("call-state");
+    badge.dataset.state = state;
+    badge.textContent = STATE_LABELS[state] || state;
+  }
+
+  function showButton(calling) {
+    const button = $("call-button");
+    button.textContent = calling ? "Stop" : "Start";
+    button.classList.toggle("calling", calling);
+  }
+
+  function note(text) {
+    $("call-note").textContent = text || "";
+  }
+
+  function seconds(s) {
+    return s == null ? "" : `${s.toFixed(2)} s`;
+  }
+
+  function line(who, text, name, detail, classes) {
+    const li = document.createElement("li");
+    li.className = `${who} ${classes || ""}`;
+    const speaker = document.createElement("span");
+    speaker.className = "speaker";
+    speaker.textContent = name;
+    const words = document.createElement("span");
+    words.className = "words";
+    words.textContent = text;
+    li.append(speaker, words);
+    if (detail) {
+      const small = document.createElement("span");
+      small.className = "detail";
+      small.textContent = detail;
+      li.append(small);
+    }
+    return li;
+  }
+
+  function showTranscript(update) {
+    const list = $("transcript");
+    const items = [line("agent", update.greeting, update.name)];
+    for (const turn of update.turns) {
+      items.push(line("user", turn.user || "…", "You"));
+      const parts = [];
+      if (turn.response_s != null) parts.push(`replied in ${seconds(turn.response_s)}`);
+      if (turn.interrupted) parts.push(turn.barge_in_s != null ? `interrupted, stopped in ${seconds(turn.barge_in_s)}` : "interrupted");
+      if (turn.failed) parts.push("failed");
+      if (turn.agent || parts.length) {
+        items.push(line("agent", turn.agent || "…", update.name, parts.join(" · "), turn.interrupted ? "interrupted" : ""));
+      }
+    }
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    list.replaceChildren(...items);
+    if (atBottom) list.scrollTop = list.scrollHeight;
+    const replies = update.turns.map((t) => t.response_s).filter((s) => s != null);
+    const sorted = [...replies].sort((a, b) => a - b);
+    $("latency-summary").textContent = replies.length
+      ? `reply latency: last ${seconds(replies.at(-1))} · median ${seconds(sorted[(sorted.length - 1) >> 1])}`
+      : "";
+  }
+
+  function onMessage(event) {
+    const message = JSON.parse(event.data);
+    if (message.type === "error") end(message.message);
+    else if (message.type === "update") {
+      showState(message.state);
+      showTranscript(message);
+    }
+  }
+
+  function iceGathered(pc) {
+    // The server takes no trickled candidates: send the offer with all of them.
+    return new Promise((resolve) => {
+      if (pc.iceGatheringState === "complete") return resolve();
+      const timer = setTimeout(resolve, GATHER_TIMEOUT_MS);
+      pc.addEventListener("icegatheringstatechange", () => {
+        if (pc.iceGatheringState === "complete") {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+  }
+
+  async function start(mine, persona) {
+    try {
+      mine.mic = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      });
+    } catch (e) {
+      throw new Error(`the microphone is not available (${e.name}); allow it and press Start again`);
+    }
+    const config = await (await fetch("webrtc/config")).json();
+    if (mine.ended) return release(mine);
+    const pc = (mine.pc = new RTCPeerConnection({ iceServers: config.iceServers }));
+    for (const track of mine.mic.getAudioTracks()) pc.addTrack(track, mine.mic);
+    pc.addTransceiver("video", { direction: "recvonly" });
+    mine.channel = pc.createDataChannel("events");
+    mine.channel.onmessage = onMessage;
+    const remote = new MediaStream();
+    const video = $("avatar-video");
+    pc.ontrack = (event) => {
+      remote.addTrack(event.track);
+      if (video.srcObject !== remote) video.srcObject = remote;
+      video.play().catch(() => note("click the video to hear the persona"));
+    };
+    pc.onconnectionstatechange = () => {
+      if (mine.ended) return;
+      const state = pc.connectionState;
+      if (state === "connected") {
+        clearTimeout(mine.timer);
+        note("");
+        $("stage").classList.add("in-call");
+      } else if (state === "disconnected") {
+        note("the connection is interrupted…");
+      } else if (state === "failed" || state === "closed") {
+        end("the connection to the server was lost");
+      }
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc);
+    if (mine.ended) return release(mine);
+    const response = await fetch("webrtc/offer", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", persona }),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(answer.error || `the server refused the call (HTTP ${response.status})`);
+    if (mine.ended) return release(mine);
+    mine.timer = setTimeout(() => end("no connection to the server after 20 s (check server.ice_servers)"),
+                            CONNECT_TIMEOUT_MS);
+    await pc.setRemoteDescription(answer);
+  }
+
+  function release(ending) {
+    clearTimeout(ending.timer);
+    if (ending.channel && ending.channel.readyState === "open") ending.channel.send("bye");
+    if (ending.pc) ending.pc.close();
+    if (ending.mic) ending.mic.getTracks().forEach((t) => t.stop());
+  }
+
+  // Ends the current call (or the one being set up; its setup releases what it got).
+  function end(message) {
+    const ending = call;
+    if (!ending) return;
+    call = null;
+    ending.ended = true;
+    release(ending);
+    $("avatar-video").srcObject = null;
+    $("stage").classList.remove("in-call");
+    showState("idle");
+    showButton(false);
+    note(message);
+  }
+
+  function toggle(persona) {
+    if (call) return end();
+    const mine = (call = {});
+    note("");
+    showButton(true);
+    showState("connecting");
+    start(mine, persona).catch((e) => {
+      console.error(e);
+      if (call === mine) end(e.message || String(e));
+      else release(mine);
+    });
+  }
+
+  window.addEventListener("pagehide", () => end());
+  window.personaCall = { toggle };
+})();

@@ -1,0 +1,133 @@
+"""Media in and out of one WebRTC connection, as numpy arrays.
+
+Outgoing: the avatar's A/V blocks arrive in bursts (one block every few ticks); the
+browser wants a steady stream. `AvatarVideoTrack` sends one frame per 1/fps and
+`VoiceTrack` one 20 ms frame of 48 kHz audio per 20 ms, each on its own clock. Both
+buffers are bounded to a few blocks: a block handed over late is shown late, never
+queued up behind others, so the picture and voice stay within a block of the
+conversation (what the user hears is what the conversation thinks was said). When a
+buffer runs dry the picture holds its last frame and the voice plays silence.
+
+Incoming: `mic_samples` turns aiortc's decoded Opus frames into mono float32.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from fractions import Fraction
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from speech.audio import StreamResampler, to_int16, to_mono_float32
+
+VOICE_RATE = 48000                  # what Opus and the browser play at
+VOICE_FRAME_S = 0.02                # aiortc packetizes audio in 20 ms frames
+VIDEO_CLOCK = 90000                 # RTP video clock
+
+
+class _Pacer:
+    """Sleeps until item `i` of a stream of `rate` items per second is due."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.index = -1
+        self._start: float | None = None
+
+    async def next(self) -> int:
+        self.index += 1
+        if self._start is None:
+            self._start = time.monotonic()
+        delay = self._start + self.index / self.rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return self.index
+
+
+class AvatarVideoTrack(MediaStreamTrack):
+    kind = "video"
+
+    def __init__(self, first_frame: np.ndarray, fps: int, max_frames: int):
+        super().__init__()
+        self.fps = fps
+        self._frames: deque[np.ndarray] = deque(maxlen=max_frames)   # oldest dropped when full
+        self._last = first_frame
+        self._pacer = _Pacer(fps)
+        self.sent = 0
+
+    def push(self, frames: np.ndarray) -> None:
+        """(n, H, W, 3) uint8 RGB frames of one block."""
+        self._frames.extend(frames)
+
+    async def recv(self) -> av.VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        i = await self._pacer.next()
+        if self._frames:
+            self._last = self._frames.popleft()
+        frame = av.VideoFrame.from_ndarray(self._last, format="rgb24")
+        frame.pts = round(i * VIDEO_CLOCK / self.fps)
+        frame.time_base = Fraction(1, VIDEO_CLOCK)
+        self.sent += 1
+        return frame
+
+
+class VoiceTrack(MediaStreamTrack):
+    """The agent's voice. Also remembers what it sent, at the session rate, as the echo
+    reference for the conversation's VAD (`take_played`)."""
+
+    kind = "audio"
+
+    def __init__(self, session_rate: int, max_seconds: float):
+        super().__init__()
+        self.session_rate = session_rate
+        self._to_voice_rate = StreamResampler(session_rate, VOICE_RATE)
+        self._frame = int(VOICE_FRAME_S * VOICE_RATE)
+        self._pending = np.zeros(0, np.float32)                 # 48 kHz, waiting to be sent
+        self._max = int(max_seconds * VOICE_RATE)
+        self._sent_at_session_rate = np.zeros(0, np.float32)   # sent, not yet taken as reference
+        self._max_reference = int(max_seconds * session_rate)
+        self._pacer = _Pacer(1 / VOICE_FRAME_S)
+
+    def push(self, audio: np.ndarray) -> None:
+        """One block's agent voice (float32 at the session rate; zeros when quiet)."""
+        self._pending = np.concatenate([self._pending, self._to_voice_rate(audio)])[-self._max:]
+        self._sent_at_session_rate = np.concatenate([self._sent_at_session_rate, audio])[-self._max_reference:]
+
+    def take_played(self, n: int) -> np.ndarray:
+        """The next `n` session-rate samples of voice handed to the browser (zero-padded):
+        the echo reference for one mic tick. The network and the browser add a delay,
+        which the VAD's echo canceller searches for."""
+        out = np.zeros(n, np.float32)
+        head = self._sent_at_session_rate[:n]
+        out[:len(head)] = head
+        self._sent_at_session_rate = self._sent_at_session_rate[len(head):]
+        return out
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        i = await self._pacer.next()
+        out = np.zeros(self._frame, np.float32)
+        head = self._pending[:self._frame]
+        out[:len(head)] = head
+        self._pending = self._pending[len(head):]
+        frame = av.AudioFrame.from_ndarray(to_int16(out)[None, :], format="s16", layout="mono")
+        frame.sample_rate = VOICE_RATE
+        frame.pts = i * self._frame
+        frame.time_base = Fraction(1, VOICE_RATE)
+        return frame
+
+
+def mic_samples(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded mic frame (packed or planar, mono or stereo) → mono float32."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if frame.format.is_planar:
+        data = data.reshape(channels, -1)
+    else:
+        data = data.reshape(-1, channels)
+    return to_mono_float32(data, frame.sample_rate)
