@@ -1,0 +1,103 @@
+"""The web UI in a real browser: `python app.py`, headless Chromium with a fake microphone
+asking a question, a WebRTC call, and the answer seen and heard in the page.
+
+Everything runs inside a throwaway network namespace (tests/browser_call.py): in the
+default one Chromium sends DNS and multicast traffic off the machine, and ICE would pick
+the external address. Needs root (for `unshare -n`) and Debian's Chromium (.ci/run
+installs it). UPDATE_DOCS=1 also saves the screenshot taken during the reply as docs/ui.png.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from config import load_config, to_yaml
+from speech import synthetic
+from speech.audio import write_wav
+from webui.calls import CallRefused, Calls
+from webui.shared_stack import SharedStack
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/lib/chromium/chromium")
+QUESTION, WORD = "What is the biggest planet in our solar system?", "planet"
+MIC_RATE = 48000
+# The fake mic starts with the call; the question must come after the greeting is over.
+LEAD_S, TAIL_S = 15.0, 40.0
+TIMEOUT_S = 200
+# One llama.cpp thread: on a busy machine two spinning threads slow each other down by
+# an order of magnitude. Short replies: one sentence shows the whole path.
+CONFIG = {"llm": {"threads": 1, "max_tokens": 30}}
+
+needs_browser = pytest.mark.skipif(
+    not (CHROMIUM.exists() and os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip")),
+    reason="needs root, unshare, ip and /usr/lib/chromium/chromium (apt-get install chromium)")
+
+
+@needs_browser
+def test_a_spoken_question_gets_a_spoken_reply_with_live_video(tts, tmp_path):
+    question = synthetic.say(tts, QUESTION, MIC_RATE)
+    wav = tmp_path / "mic.wav"
+    write_wav(wav, np.concatenate([np.zeros(int(LEAD_S * MIC_RATE), np.float32), question,
+                                   np.zeros(int(TAIL_S * MIC_RATE), np.float32)]), MIC_RATE)
+    config = tmp_path / "config.yaml"
+    config.write_text(to_yaml(load_config(overrides=CONFIG)))
+    result, screenshot = tmp_path / "result.json", tmp_path / "ui.png"
+    subprocess.run(["unshare", "-n", sys.executable, str(ROOT / "tests" / "browser_call.py"), "--wav", str(wav),
+                    "--config", str(config),
+                    "--expect", WORD, "--profile", str(tmp_path / "chromium"), "--screenshot", str(screenshot),
+                    "--result", str(result)], cwd=ROOT, check=True, timeout=TIMEOUT_S)
+    r = json.loads(result.read_text())
+    log = result.with_suffix(".log").read_text()
+    print(json.dumps(r, indent=2))
+    assert "error" not in r, f"{r['error']}\n--- app log ---\n{log[-3000:]}"
+    assert r["requests_outside"] == [], "the page asked for something beyond the app"
+
+    assert r["connect_s"] < 20
+    video = r["video"]
+    assert (video["width"], video["height"]) == (512, 512)
+    assert video["frames"] > 100, "the avatar's video did not keep arriving"
+    assert video["changed"] >= 0.2 * video["compared"], "the avatar's picture does not move"
+
+    audio = r["audio"]
+    assert audio["micOff"] < audio["replyAt"], "no voice after the question"
+    assert audio["replyPeak"] > 0.02, "the reply is too quiet to be speech"
+    assert r["state_during_reply"] == "speaking"
+    transcript = r["transcript"].lower()
+    assert WORD in transcript and "replied in" in transcript
+
+    assert r["state_after_stop"] == "idle" and r["pc_after_stop"] == "closed"
+    assert r["server_closed_call_s"] < 5, "Stop did not end the call on the server"
+    assert r["app_exit_code"] in (0, 130), f"the app did not stop cleanly:\n{log[-3000:]}"
+    assert "Traceback" not in log, log[-3000:]
+    if os.environ.get("UPDATE_DOCS") == "1":
+        shutil.copy(screenshot, ROOT / "docs" / "ui.png")
+
+
+def refusal(calls: Calls, persona: str = "ada") -> tuple[int, str]:
+    with pytest.raises(CallRefused) as e:
+        asyncio.run(calls.open("v=0", "offer", persona))
+    return e.value.status, e.value.message
+
+
+def test_offers_are_refused_with_a_reason_while_loading_when_full_and_for_unknown_personas(cfg):
+    shared = SharedStack(cfg)
+    shared.status = "starting the local LLM server"
+    calls = Calls(cfg, shared)
+    assert refusal(calls) == (503, "still getting ready (starting the local LLM server); try again soon")
+    shared.error = "could not load the models: no Whisper model"
+    assert refusal(calls) == (503, "could not load the models: no Whisper model")
+
+    shared.error, shared.stack = None, object()   # ready: the checks below come before any model is used
+    status, message = refusal(calls, "nobody")
+    assert status == 400 and message.startswith("no persona 'nobody' (available: ada")
+    calls._opening = cfg.server.max_sessions      # every slot taken by calls being answered
+    assert refusal(calls) == (429, f"the avatar is already talking with {cfg.server.max_sessions} people; "
+                                   "try again in a moment")
