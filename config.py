@@ -158,6 +158,8 @@ class AgentConfig:
     history_tokens: int = number(1024, 0, 131072)
     # User speech shorter than this while the agent talks is a backchannel, not barge-in.
     backchannel_s: float = number(0.4, 0.0, 5.0)
+    # Silence after such speech that ends it (longer than a comma pause in "wait, stop").
+    backchannel_gap_s: float = number(0.35, 0.05, 2.0)
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,6 @@ from speech.vad import StreamingVAD
 log = logging.getLogger(__name__)
 
 APOLOGY = "Sorry, I lost my train of thought. Could you say that again?"
-# A pause this long ends a would-be interruption early: it was a backchannel.
-BACKCHANNEL_GAP_S = 0.15
 
 
 class Phase(str, Enum):
@@ -224,7 +222,7 @@ class Conversation:
         if self.vad.in_turn and spoken >= self.cfg.agent.backchannel_s:
             self._onset = onset
             self._barge_in(onset)
-        elif self._paused_at is not None and self.now - self.vad.last_speech_end >= BACKCHANNEL_GAP_S:
+        elif self._paused_at is not None and self.now - self.vad.last_speech_end >= self.cfg.agent.backchannel_gap_s:
             # a backchannel: carry on where we paused, and don't answer it
             self._paused_at = None
             self._ignore_turn, self._ignore_onset = self.vad.in_turn, onset
