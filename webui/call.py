@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 20.0   # ICE + DTLS; with no usable candidate pair a call stays in "new" forever
 MIC_TIMEOUT_S = 5.0        # browsers send mic frames (silence too) every 20 ms
 BUFFERED_BLOCKS = 2        # outgoing media buffered at most: bounds what plays after a barge-in
+# aiortc queues received frames without bound; a server that fell this far behind
+# (CPU starved) skips audio to catch up rather than answer ever later.
+MAX_MIC_LATE_S = 2.0
 REPORT_FLUSH_S = 1.0       # time given to the last message before the connection closes
 
 
@@ -46,6 +49,8 @@ class Call:
                                       max_frames=BUFFERED_BLOCKS * block_frames)
         self.voice = VoiceTrack(conv.rate, max_seconds=BUFFERED_BLOCKS * block_frames / fps)
         self.channel = None
+        self.mic_late_s = 0.0        # the most a mic frame was handled late (after the first)
+        self.mic_dropped_s = 0.0
         self._created = time.monotonic()
         self._mic = None
         self._connected = asyncio.Event()
@@ -101,7 +106,8 @@ class Call:
                     if isinstance(result, Exception):
                         log.warning("greeting failed: %s", result)
             await self._close()
-            log.info("call closed: %s", summary(self.conv.turns))
+            log.info("call closed (mic handled up to %.2f s late, %.1f s skipped): %s", self.mic_late_s,
+                     self.mic_dropped_s, summary(self.conv.turns))
 
     async def _pump(self) -> None:
         tick = int(TICK_S * self.conv.rate)
@@ -114,8 +120,17 @@ class Call:
                 return  # the browser hung up
             except TimeoutError:
                 raise CallError(f"no microphone audio for {MIC_TIMEOUT_S:.0f} s") from None
+            # How late this frame is handled, against the browser's clock: a server
+            # that cannot keep up hears the user (and answers) late.
+            received = time.monotonic()
             if to_session_rate is None:
                 to_session_rate = StreamResampler(frame.sample_rate, self.conv.rate)
+                first = (received, frame.time)
+            late = (received - first[0]) - (frame.time - first[1])
+            self.mic_late_s = max(self.mic_late_s, late)
+            if late > MAX_MIC_LATE_S:
+                self.mic_dropped_s += frame.samples / frame.sample_rate
+                continue
             pending = np.concatenate([pending, to_session_rate(mic_samples(frame))])
             while len(pending) >= tick:
                 mic, pending = pending[:tick], pending[tick:]
