@@ -19,7 +19,7 @@ from typing import AsyncIterator, Protocol
 
 import numpy as np
 
-from agent.events import ReplyDone, ReplyFailed, Sentence, TextDelta
+from agent.events import AudioDelta, ReplyDone, ReplyFailed, Sentence, TextDelta, TranscriptDelta
 from agent.history import History
 from agent.persona import Persona
 from agent.text_llm import TextLLM, sentences
@@ -39,7 +39,7 @@ class UserText:
 class Speech:
     """A piece of the agent's voice at the session rate; phonemes in seconds from its start."""
     audio: np.ndarray
-    text: str = ""                  # the sentence it speaks (cascade); "" for omni audio deltas
+    text: str = ""                  # the words it starts (joined as is: pieces carry their spaces)
     phonemes: tuple[Phoneme, ...] = field(default=())
 
 
@@ -109,19 +109,23 @@ class OmniBrain:
             yield UserText(heard.text, time.perf_counter() - t0)
         resampler: StreamResampler | None = None
         first = True
+        words = ""  # transcript not yet attached to audio: it rides on the next chunk
         async with contextlib.aclosing(self.omni.reply(audio, self.rate, self.persona, history,
                                                        voice=self.persona.omni_voice)) as events:
             async for event in events:
-                if isinstance(event, (ReplyDone, ReplyFailed)):
-                    yield event
-                elif hasattr(event, "samples"):  # AudioDelta
+                if isinstance(event, (TranscriptDelta, TextDelta)):
+                    words += event.text
+                elif isinstance(event, AudioDelta):
                     if resampler is None:
                         resampler = StreamResampler(event.sample_rate, self.rate)
                     if first:
                         first = False
                         yield Timing("llm_first_token", time.perf_counter() - t0)
                         yield Timing("tts_first_audio", time.perf_counter() - t0)
-                    yield Speech(resampler(event.samples))
+                    yield Speech(resampler(event.samples), words)
+                    words = ""
+                elif isinstance(event, (ReplyDone, ReplyFailed)):
+                    yield event
 
     async def speak(self, text: str) -> AsyncIterator[Speech]:
         async for speech in speak_locally(self.tts, text, self.rate):
@@ -135,5 +139,5 @@ async def speak_locally(tts: TTS, text: str, rate: int) -> AsyncIterator[Speech]
     async with contextlib.aclosing(tts.astream(text)) as chunks:
         async for chunk in chunks:
             # phoneme times are in seconds, so they survive the change of rate
-            yield Speech(resample(chunk.audio, chunk.sample_rate, rate), text if first else "", chunk.phonemes)
+            yield Speech(resample(chunk.audio, chunk.sample_rate, rate), text + " " if first else "", chunk.phonemes)
             first = False

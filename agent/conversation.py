@@ -285,7 +285,7 @@ class Conversation:
         reply = self._reply
         if reply is None or not reply.done or self.playout or self._paused_at is not None:
             return
-        reply.turn.agent_text = " ".join(reply.played).strip()
+        reply.turn.agent_text = "".join(reply.played).strip()
         if reply.turn.agent_text and not reply.turn.failure:
             self.history.add_agent(reply.turn.agent_text)
         self._reply = None
@@ -299,7 +299,7 @@ class Conversation:
         self._tasks.add(reply.task)
         reply.task.add_done_callback(self._tasks.discard)
         reply.turn.interrupted = interrupted
-        reply.turn.agent_text = " ".join(reply.played).strip()
+        reply.turn.agent_text = "".join(reply.played).strip()
         if interrupted:
             if reply.turn.user_text:
                 self.history.add_user(reply.turn.user_text)
