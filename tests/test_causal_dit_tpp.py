@@ -1,6 +1,5 @@
 """Pipeline parallelism over 2 gloo ranks gives bitwise the frames of one process."""
 import os
-import socket
 
 import torch
 import torch.distributed as dist
@@ -33,20 +32,14 @@ def block_inputs(n):
     return feats, feats.flip(1), torch.rand(1, c, generator=g), torch.rand(1, c, generator=g)
 
 
-def worker(rank, world, port, out_dir, with_vae):
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+def worker(rank, world, rendezvous, out_dir, with_vae):
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"     # loopback only
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     model, vae, reference = build()
     out = run_pipeline(CausalStreamer(model, CFG), reference, block_inputs, N_BLOCKS, vae if with_vae else None)
     torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.destroy_process_group()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def single_process():
@@ -69,13 +62,13 @@ def test_two_rank_pipeline_is_bitwise_one_process(tmp_path):
         latents, video = single_process()
     finally:
         torch.set_num_threads(before)
-    mp.spawn(worker, args=(2, free_port(), str(tmp_path), False), nprocs=2)
+    mp.spawn(worker, args=(2, str(tmp_path / "rendezvous2"), str(tmp_path), False), nprocs=2)
     # steps 0, 2 on rank 0 and step 1 on rank 1: the last step's owner holds the latents
     piped = torch.load(tmp_path / "rank0.pt")
     assert torch.load(tmp_path / "rank1.pt") == []
     assert len(piped) == N_BLOCKS
     assert all(torch.equal(a, b) for a, b in zip(piped, latents))
 
-    mp.spawn(worker, args=(3, free_port(), str(tmp_path), True), nprocs=3)   # + a VAE rank
+    mp.spawn(worker, args=(3, str(tmp_path / "rendezvous3"), str(tmp_path), True), nprocs=3)   # + a VAE rank
     frames = torch.load(tmp_path / "rank2.pt")
     assert len(frames) == N_BLOCKS and all(torch.equal(a, b) for a, b in zip(frames, video))
