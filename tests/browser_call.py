@@ -98,7 +98,7 @@ MEASURE = """
   const canvas = document.createElement("canvas");
   canvas.width = canvas.height = 64;
   const g = canvas.getContext("2d", {willReadFrequently: true});
-  p.video = {frames: 0, compared: 0, changed: 0, width: 0, height: 0};
+  p.video = {frames: 0, compared: 0, changed: 0, width: 0, height: 0, since: performance.now()};
   let previous = null;
   const onFrame = (now, meta) => {
     const s = p.video;
@@ -187,7 +187,8 @@ def run(args, result: dict, app_pid: int, app_log: Path) -> None:
             wait_for("user words in the transcript", lambda: args.expect in page.locator("#transcript").inner_text().lower(), 20)
             page.wait_for_timeout(1500)
             result["audio"] = audio()
-            result["video"] = page.evaluate("__probe.video")
+            result["video"] = page.evaluate("({...__probe.video, fps: __probe.video.frames * 1000 / (performance.now() - __probe.video.since)})")
+            result["reply_audio_after_question_s"] = (result["audio"]["replyAt"] - result["audio"]["micOff"]) / 1000
             result["transcript"] = page.locator("#transcript").inner_text()
             result["latency_summary"] = page.locator("#latency-summary").inner_text()
             result["app_cpu_share_in_call"] = (cpu_seconds(app_pid) - cpu0) / (time.monotonic() - wall0)
@@ -197,6 +198,7 @@ def run(args, result: dict, app_pid: int, app_log: Path) -> None:
             t = time.monotonic()
             wait_for("the server closing the call", lambda: "call closed" in app_log.read_text(), 15)
             result["server_closed_call_s"] = time.monotonic() - t
+            result["server_call_log"] = next(ln for ln in app_log.read_text().splitlines() if "call closed" in ln)
         finally:
             result["requests_outside"] = outside
             if "audio" not in result:  # failed on the way: what the page had measured

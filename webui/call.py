@@ -17,13 +17,12 @@ import time
 
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 
 from agent.conversation import Conversation
 from agent.headless import TICK_S, summary
 from agent.persona import Persona
 from speech.audio import StreamResampler
-from webui.tracks import AvatarVideoTrack, VoiceTrack, mic_samples
+from webui.tracks import AvatarVideoTrack, MicBacklog, VoiceTrack, mic_samples
 from webui.transcript import snapshot
 
 log = logging.getLogger(__name__)
@@ -31,9 +30,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 20.0   # ICE + DTLS; with no usable candidate pair a call stays in "new" forever
 MIC_TIMEOUT_S = 5.0        # browsers send mic frames (silence too) every 20 ms
 BUFFERED_BLOCKS = 2        # outgoing media buffered at most: bounds what plays after a barge-in
-# aiortc queues received frames without bound; a server that fell this far behind
-# (CPU starved) skips audio to catch up rather than answer ever later.
-MAX_MIC_LATE_S = 2.0
+MAX_MIC_BACKLOG_FRAMES = 100  # 2 s of 20 ms frames waiting to be heard, at most
 REPORT_FLUSH_S = 1.0       # time given to the last message before the connection closes
 
 
@@ -49,10 +46,8 @@ class Call:
                                       max_frames=BUFFERED_BLOCKS * block_frames)
         self.voice = VoiceTrack(conv.rate, max_seconds=BUFFERED_BLOCKS * block_frames / fps)
         self.channel = None
-        self.mic_late_s = 0.0        # the most a mic frame was handled late (after the first)
-        self.mic_dropped_s = 0.0
         self._created = time.monotonic()
-        self._mic = None
+        self._mic: MicBacklog | None = None     # set by answer()
         self._connected = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closing = False
@@ -63,9 +58,10 @@ class Call:
     async def answer(self, sdp: str, kind: str) -> RTCSessionDescription:
         """Take the browser's offer (mic audio, video to receive) and answer it."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-        self._mic = next((t.receiver.track for t in self.pc.getTransceivers() if t.kind == "audio"), None)
-        if self._mic is None:
+        track = next((t.receiver.track for t in self.pc.getTransceivers() if t.kind == "audio"), None)
+        if track is None:
             raise CallError("the browser offered no microphone audio")
+        self._mic = MicBacklog(track, MAX_MIC_BACKLOG_FRAMES)
         self.pc.addTrack(self.voice)
         self.pc.addTrack(self.video)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -83,7 +79,7 @@ class Call:
     # ── the call ──────────────────────────────────────────────────────────────────────
 
     async def _run(self) -> None:
-        greeting = None
+        helpers: list[asyncio.Task] = []   # the mic reader and the greeting, once connected
         try:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -91,7 +87,8 @@ class Call:
             except TimeoutError:
                 raise CallError(f"no connection after {CONNECT_TIMEOUT_S:.0f} s; on another machine than "
                                 "the server, set server.ice_servers in config.yaml") from None
-            greeting = asyncio.create_task(self.conv.greet(self.persona.greeting), name="greeting")
+            helpers = [asyncio.create_task(self._mic.run(), name="mic"),
+                       asyncio.create_task(self.conv.greet(self.persona.greeting), name="greeting")]
             await self._pump()
         except CallError as e:
             await self._report(str(e))
@@ -100,14 +97,13 @@ class Call:
             await self._report(f"the call stopped: {type(e).__name__}: {e}")
         finally:
             self._closing = True
-            if greeting is not None:
-                greeting.cancel()
-                for result in await asyncio.gather(greeting, return_exceptions=True):
-                    if isinstance(result, Exception):
-                        log.warning("greeting failed: %s", result)
+            for task in helpers:
+                task.cancel()
+            for task, result in zip(helpers, await asyncio.gather(*helpers, return_exceptions=True)):
+                if isinstance(result, Exception):
+                    log.warning("%s failed: %s", task.get_name(), result)
             await self._close()
-            log.info("call closed (mic handled up to %.2f s late, %.1f s skipped): %s", self.mic_late_s,
-                     self.mic_dropped_s, summary(self.conv.turns))
+            log.info("call closed (%.1f s of mic audio skipped): %s", self._mic.dropped_s, summary(self.conv.turns))
 
     async def _pump(self) -> None:
         tick = int(TICK_S * self.conv.rate)
@@ -115,26 +111,17 @@ class Call:
         pending = np.zeros(0, np.float32)
         while True:
             try:
-                frame = await asyncio.wait_for(self._mic.recv(), MIC_TIMEOUT_S)
-            except MediaStreamError:
-                return  # the browser hung up
+                frame = await asyncio.wait_for(self._mic.get(), MIC_TIMEOUT_S)
             except TimeoutError:
                 raise CallError(f"no microphone audio for {MIC_TIMEOUT_S:.0f} s") from None
-            # How late this frame is handled, against the browser's clock: a server
-            # that cannot keep up hears the user (and answers) late.
-            received = time.monotonic()
+            if frame is None:
+                return  # the browser hung up
             if to_session_rate is None:
                 to_session_rate = StreamResampler(frame.sample_rate, self.conv.rate)
-                first = (received, frame.time)
-            late = (received - first[0]) - (frame.time - first[1])
-            self.mic_late_s = max(self.mic_late_s, late)
-            if late > MAX_MIC_LATE_S:
-                self.mic_dropped_s += frame.samples / frame.sample_rate
-                continue
             pending = np.concatenate([pending, to_session_rate(mic_samples(frame))])
             while len(pending) >= tick:
-                mic, pending = pending[:tick], pending[tick:]
-                for block in await self.conv.step(mic, self.voice.take_played(tick)):
+                heard, pending = pending[:tick], pending[tick:]
+                for block in await self.conv.step(heard, self.voice.take_played(tick)):
                     self.video.push(block.frames)
                     self.voice.push(block.audio)
             self._publish()

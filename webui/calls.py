@@ -11,16 +11,18 @@ import dataclasses
 import logging
 import time
 
+import torch
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from agent.persona import load_persona, persona_ids
-from agent.session import Stack, make_conversation
+from agent.session import SESSION_RATE, Stack, make_conversation
 from config import Config
-from speech.vad import load_vad_model
+from speech.vad import FRAME_SAMPLES, load_vad_model
 from webui.call import Call, CallError
 from webui.shared_stack import SharedStack
 
 log = logging.getLogger(__name__)
+VAD_WARMUP_CALLS = 3
 
 
 class CallRefused(Exception):
@@ -37,8 +39,14 @@ def peer_connection(ice_servers: tuple[str, ...]) -> RTCPeerConnection:
 
 def conversation(stack: Stack, persona):
     # Silero keeps its recurrent state inside the model object: concurrent calls sharing
-    # the stack's model would mix each other's audio, so each call loads its own.
-    return make_conversation(dataclasses.replace(stack, vad_model=load_vad_model()), persona)
+    # the stack's model would mix each other's audio, so each call loads its own. Its
+    # first calls compile TorchScript (~0.1-0.5 s): done here, not on the call's first
+    # ticks, where they would hold up the microphone (the conversation resets the state).
+    vad_model = load_vad_model()
+    with torch.no_grad():
+        for _ in range(VAD_WARMUP_CALLS):
+            vad_model(torch.zeros(FRAME_SAMPLES[SESSION_RATE]), SESSION_RATE)
+    return make_conversation(dataclasses.replace(stack, vad_model=vad_model), persona)
 
 
 class Calls:
@@ -47,9 +55,6 @@ class Calls:
         self.limit = cfg.server.max_sessions
         self._live: dict[Call, asyncio.Task] = {}
         self._opening = 0                      # slots held by offers being answered
-
-    def __len__(self) -> int:
-        return len(self._live)
 
     async def open(self, sdp: str, kind: str, persona_id: str) -> RTCSessionDescription:
         """Answer a browser's offer and start the call. Raises CallRefused."""

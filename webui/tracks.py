@@ -8,7 +8,8 @@ queued up behind others, so the picture and voice stay within a block of the
 conversation (what the user hears is what the conversation thinks was said). When a
 buffer runs dry the picture holds its last frame and the voice plays silence.
 
-Incoming: `mic_samples` turns aiortc's decoded Opus frames into mono float32.
+Incoming: `MicBacklog` bounds the mic frames waiting to be heard, and `mic_samples`
+turns aiortc's decoded Opus frames into mono float32.
 """
 from __future__ import annotations
 
@@ -56,7 +57,6 @@ class AvatarVideoTrack(MediaStreamTrack):
         self._frames: deque[np.ndarray] = deque(maxlen=max_frames)   # oldest dropped when full
         self._last = first_frame
         self._pacer = _Pacer(fps)
-        self.sent = 0
 
     def push(self, frames: np.ndarray) -> None:
         """(n, H, W, 3) uint8 RGB frames of one block."""
@@ -71,7 +71,6 @@ class AvatarVideoTrack(MediaStreamTrack):
         frame = av.VideoFrame.from_ndarray(self._last, format="rgb24")
         frame.pts = round(i * VIDEO_CLOCK / self.fps)
         frame.time_base = Fraction(1, VIDEO_CLOCK)
-        self.sent += 1
         return frame
 
 
@@ -120,6 +119,34 @@ class VoiceTrack(MediaStreamTrack):
         frame.pts = i * self._frame
         frame.time_base = Fraction(1, VOICE_RATE)
         return frame
+
+
+class MicBacklog:
+    """The browser's mic frames, taken from aiortc as soon as they arrive and kept in a
+    bounded queue. aiortc's own receive queue is unbounded; a server that fell behind
+    (CPU starved) skips the oldest audio rather than answer ever later."""
+
+    def __init__(self, track: MediaStreamTrack, max_frames: int):
+        self._track = track
+        self._frames: asyncio.Queue[av.AudioFrame | None] = asyncio.Queue(maxsize=max_frames)
+        self.dropped_s = 0.0
+
+    async def run(self) -> None:
+        """Move frames over until the track ends (then `get` returns None)."""
+        try:
+            while True:
+                self._put(await self._track.recv())
+        except MediaStreamError:
+            self._put(None)
+
+    async def get(self) -> av.AudioFrame | None:
+        return await self._frames.get()
+
+    def _put(self, frame: av.AudioFrame | None) -> None:
+        if self._frames.full():
+            oldest = self._frames.get_nowait()
+            self.dropped_s += oldest.samples / oldest.sample_rate
+        self._frames.put_nowait(frame)
 
 
 def mic_samples(frame: av.AudioFrame) -> np.ndarray:
