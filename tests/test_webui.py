@@ -63,7 +63,7 @@ def test_a_spoken_question_gets_a_spoken_reply_with_live_video(tts, tmp_path):
     assert r["connect_s"] < 20
     video = r["video"]
     assert (video["width"], video["height"]) == (512, 512)
-    assert video["frames"] > 100 and video["fps"] > 15, "the avatar's video did not keep arriving"
+    assert video["frames"] > 100 and video["fps"] > 10, "the avatar's video did not keep arriving"
     assert video["changed"] >= 0.2 * video["compared"], "the avatar's picture does not move"
 
     audio = r["audio"]

@@ -34,9 +34,9 @@ CONVERSATION = """
 
 def status_line(shared: SharedStack) -> str:
     if shared.error:
-        return f"⚠️ {shared.error}"
+        return f"**Error:** {shared.error}"
     if shared.stack is None:
-        return f"⏳ Getting ready: {shared.status}…"
+        return f"Getting ready: {shared.status}…"
     return "Ready. Pick a persona, press **Start** and talk; speak over the persona to interrupt it."
 
 

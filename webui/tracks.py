@@ -75,35 +75,34 @@ class AvatarVideoTrack(MediaStreamTrack):
 
 
 class VoiceTrack(MediaStreamTrack):
-    """The agent's voice. Also remembers what it sent, at the session rate, as the echo
+    """The agent's voice. Also keeps what it was given, at the session rate, as the echo
     reference for the conversation's VAD (`take_played`)."""
 
     kind = "audio"
 
     def __init__(self, session_rate: int, max_seconds: float):
         super().__init__()
-        self.session_rate = session_rate
         self._to_voice_rate = StreamResampler(session_rate, VOICE_RATE)
         self._frame = int(VOICE_FRAME_S * VOICE_RATE)
         self._pending = np.zeros(0, np.float32)                 # 48 kHz, waiting to be sent
         self._max = int(max_seconds * VOICE_RATE)
-        self._sent_at_session_rate = np.zeros(0, np.float32)   # sent, not yet taken as reference
+        self._reference = np.zeros(0, np.float32)              # session rate, not yet taken
         self._max_reference = int(max_seconds * session_rate)
         self._pacer = _Pacer(1 / VOICE_FRAME_S)
 
     def push(self, audio: np.ndarray) -> None:
         """One block's agent voice (float32 at the session rate; zeros when quiet)."""
         self._pending = np.concatenate([self._pending, self._to_voice_rate(audio)])[-self._max:]
-        self._sent_at_session_rate = np.concatenate([self._sent_at_session_rate, audio])[-self._max_reference:]
+        self._reference = np.concatenate([self._reference, audio])[-self._max_reference:]
 
     def take_played(self, n: int) -> np.ndarray:
-        """The next `n` session-rate samples of voice handed to the browser (zero-padded):
-        the echo reference for one mic tick. The network and the browser add a delay,
-        which the VAD's echo canceller searches for."""
+        """The next `n` session-rate samples of the voice on its way to the browser
+        (zero-padded): the echo reference for one mic tick. The buffers, the network and
+        the browser add a delay, which the VAD's echo canceller searches for."""
         out = np.zeros(n, np.float32)
-        head = self._sent_at_session_rate[:n]
+        head = self._reference[:n]
         out[:len(head)] = head
-        self._sent_at_session_rate = self._sent_at_session_rate[len(head):]
+        self._reference = self._reference[len(head):]
         return out
 
     async def recv(self) -> av.AudioFrame:
