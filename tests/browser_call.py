@@ -199,6 +199,14 @@ def run(args, result: dict, app_pid: int, app_log: Path) -> None:
             wait_for("the server closing the call", lambda: "call closed" in app_log.read_text(), 15)
             result["server_closed_call_s"] = time.monotonic() - t
             result["server_call_log"] = next(ln for ln in app_log.read_text().splitlines() if "call closed" in ln)
+            # the same page calls again: the first call released everything it held
+            page.evaluate("__probe.connectedAt = null")
+            button.click()
+            wait_for("connected again", lambda: page.evaluate("__probe.connectedAt"), 20)
+            result["second_call_persona_locked"] = page.locator("#persona-picker input").first.is_disabled()
+            button.click()
+            wait_for("the second call closed", lambda: app_log.read_text().count("call closed") == 2, 15)
+            result["second_call"] = "connected and closed"
         finally:
             result["requests_outside"] = outside
             if "audio" not in result:  # failed on the way: what the page had measured

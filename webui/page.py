@@ -64,7 +64,7 @@ def build_page(shared: SharedStack) -> gr.Blocks:
                 gr.HTML(STAGE)
             with gr.Column(scale=4, min_width=320):
                 with gr.Row(elem_classes="controls"):
-                    persona = gr.Dropdown(personas, value=default, label="Persona", scale=3)
+                    persona = gr.Dropdown(personas, value=default, label="Persona", scale=3, elem_id="persona-picker")
                     button = gr.Button("Start", variant="primary", elem_id="call-button", scale=1,
                                        interactive=False)
                 status = gr.Markdown(status_line(shared), elem_id="status")

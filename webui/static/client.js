@@ -24,6 +24,8 @@
     const button = $("call-button");
     button.textContent = calling ? "Stop" : "Start";
     button.classList.toggle("calling", calling);
+    // the persona is chosen when a call starts
+    for (const input of document.querySelectorAll("#persona-picker input")) input.disabled = calling;
   }
 
   function note(text) {
