@@ -1,18 +1,20 @@
 """One real-browser call against `python app.py`, run inside a throwaway network namespace.
 
     unshare -n python tests/browser_call.py --config config.yaml --wav question.wav --expect word \\
-        --profile /tmp/chromium --screenshot ui.png --result out.json
+        --interrupt cut_in.wav --profile /tmp/chromium --screenshot ui.png --result out.json
 
 Inside the namespace only loopback and a veth pair exist (no route out, so nothing can
 leave the machine); ICE uses the veth address. The app starts, headless Chromium opens
 the page with a fake microphone playing `--wav`, presses Start, and measures in the
 page: when the connection came up, video frames and whether they change, the mic's
-question (its end), the agent's voice after it, and the transcript. Results go to
+question (its end), the agent's voice after it, how soon that voice stops when the user
+cuts in, and the transcript. Results go to
 `--result` as JSON; tests/test_webui.py judges them.
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import signal
@@ -30,7 +32,9 @@ VETH = ["ip link set lo up", "ip link add v0 type veth peer name v1", "ip addr a
         "ip link set v1 up", "ip link set v0 up"]
 
 # Installed before the page's own scripts: remembers the peer connection and the mic
-# stream the page creates, so the measurements below can tap them.
+# stream the page creates, so the measurements below can tap them. The page's mic is the
+# fake device with a second source mixed in, `__probe.say(base64 WAV)`: the user cutting
+# in at a moment the test picks.
 PROBE = """
 window.__probe = {pcs: [], mic: null, connectedAt: null, gatheredAt: null};
 (() => {
@@ -48,7 +52,19 @@ window.__probe = {pcs: [], mic: null, connectedAt: null, gatheredAt: null};
     }
   };
   const devices = navigator.mediaDevices, getUserMedia = devices.getUserMedia.bind(devices);
-  devices.getUserMedia = async (constraints) => (__probe.mic = await getUserMedia(constraints));
+  devices.getUserMedia = async (constraints) => {
+    const device = await getUserMedia(constraints), ctx = new AudioContext({sampleRate: 48000});
+    const mixed = ctx.createMediaStreamDestination();
+    ctx.createMediaStreamSource(device).connect(mixed);
+    __probe.say = async (b64) => {
+      const source = ctx.createBufferSource();
+      source.buffer = await ctx.decodeAudioData(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer);
+      source.connect(mixed);
+      source.start();
+      __probe.saidAt = performance.now();
+    };
+    return (__probe.mic = mixed.stream);
+  };
 })();
 """
 
@@ -71,7 +87,7 @@ MEASURE = """
   const rms = (a) => { a.getFloatTimeDomainData(buf); let s = 0; for (const x of buf) s += x * x; return Math.sqrt(s / buf.length); };
   p.audio = {micOn: null, micOff: null, replyAt: null, voicePeak: 0, replyPeak: 0, greetingAt: null,
              greetingEnd: null, quietBeforeReply: false};
-  let quietSince = null, voiceQuietSince = null, greetingQuietSince = null;
+  let quietSince = null, voiceQuietSince = null, greetingQuietSince = null, stopQuietSince = null;
   setInterval(() => {
     const t = performance.now(), m = rms(mic), v = rms(voice), a = p.audio;
     a.voicePeak = Math.max(a.voicePeak, v);
@@ -88,6 +104,11 @@ MEASURE = """
       if (voiceQuietSince !== null && t - voiceQuietSince > 300) a.quietBeforeReply = true;
     } else {
       a.replyPeak = Math.max(a.replyPeak, v);
+    }
+    if (p.saidAt && a.voiceStoppedAt === undefined) {
+      // the agent's voice going quiet (for longer than a pause between words) after the cut-in
+      stopQuietSince = v < 0.003 ? (stopQuietSince ?? t) : null;
+      if (stopQuietSince !== null && t - stopQuietSince > 500) a.voiceStoppedAt = stopQuietSince;
     }
     if (a.greetingAt !== null && a.greetingEnd === null) {
       greetingQuietSince = v < 0.003 ? (greetingQuietSince ?? t) : null;
@@ -181,9 +202,14 @@ def run(args, result: dict, app_pid: int, app_log: Path) -> None:
             audio = lambda: page.evaluate("__probe.audio")  # noqa: E731
             wait_for("question heard in the mic", lambda: audio()["micOff"], 40)
             wait_for("reply audio", lambda: audio()["replyAt"], 45)
-            page.wait_for_timeout(1200)
+            # cut in early: the (greedy) reply is a single sentence of a few seconds
+            page.wait_for_timeout(300)
             result["state_during_reply"] = page.locator("#call-state").get_attribute("data-state")
-            page.screenshot(path=str(args.screenshot))
+            page.evaluate("b64 => __probe.say(b64)", base64.b64encode(args.interrupt.read_bytes()).decode())
+            page.screenshot(path=str(args.screenshot))  # the cut-in is not confirmed for another 0.4 s
+            wait_for("the voice stopping after the cut-in", lambda: audio().get("voiceStoppedAt"), 10)
+            result["barge_in_in_page_s"] = (audio()["voiceStoppedAt"] - page.evaluate("__probe.saidAt")) / 1000
+            wait_for("the reply marked interrupted", lambda: "interrupted" in page.locator("#transcript").inner_text(), 15)
             wait_for("user words in the transcript", lambda: args.expect in page.locator("#transcript").inner_text().lower(), 20)
             page.wait_for_timeout(1500)
             result["audio"] = audio()
@@ -220,6 +246,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--wav", required=True, type=Path, help="48 kHz mono s16: the fake microphone")
     p.add_argument("--expect", required=True, help="a word of the question the transcript must show")
+    p.add_argument("--interrupt", required=True, type=Path, help="WAV said over the reply, speech from its start")
     p.add_argument("--config", required=True, type=Path, help="the app's config.yaml")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--profile", required=True, type=Path, help="a fresh Chromium user-data-dir")

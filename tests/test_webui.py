@@ -28,13 +28,15 @@ from webui.shared_stack import SharedStack
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 QUESTION, WORD = "What is the biggest planet in our solar system?", "planet"
+CUT_IN = "Wait, stop. Tell me about Mars instead."
 MIC_RATE = 48000
 # The fake mic starts with the call; the question must come after the greeting is over.
 LEAD_S, TAIL_S = 15.0, 40.0
 TIMEOUT_S = 200
 # One llama.cpp thread: on a busy machine two spinning threads slow each other down by
-# an order of magnitude. Short replies: one sentence shows the whole path.
-CONFIG = {"llm": {"threads": 1, "max_tokens": 30}}
+# an order of magnitude. Short replies: one sentence shows the whole path. Greedy
+# decoding: the same (long enough to cut into) reply every run.
+CONFIG = {"llm": {"threads": 1, "max_tokens": 30, "temperature": 0.0}}
 
 needs_browser = pytest.mark.skipif(
     not (CHROMIUM.exists() and os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip")),
@@ -42,16 +44,19 @@ needs_browser = pytest.mark.skipif(
 
 
 @needs_browser
-def test_a_spoken_question_gets_a_spoken_reply_with_live_video(tts, tmp_path):
+def test_a_spoken_question_gets_a_spoken_reply_with_live_video_and_a_cut_in_stops_it(tts, tmp_path):
     question = synthetic.say(tts, QUESTION, MIC_RATE)
     wav = tmp_path / "mic.wav"
     write_wav(wav, np.concatenate([np.zeros(int(LEAD_S * MIC_RATE), np.float32), question,
                                    np.zeros(int(TAIL_S * MIC_RATE), np.float32)]), MIC_RATE)
+    cut_in = synthetic.say(tts, CUT_IN, MIC_RATE)
+    onset, _ = synthetic.speech_bounds(cut_in, MIC_RATE)
+    write_wav(tmp_path / "cut_in.wav", cut_in[int(onset * MIC_RATE):], MIC_RATE)
     config = tmp_path / "config.yaml"
     config.write_text(to_yaml(load_config(overrides=CONFIG)))
     result, screenshot = tmp_path / "result.json", tmp_path / "ui.png"
     subprocess.run(["unshare", "-n", sys.executable, str(ROOT / "tests" / "browser_call.py"), "--wav", str(wav),
-                    "--config", str(config),
+                    "--config", str(config), "--interrupt", str(tmp_path / "cut_in.wav"),
                     "--expect", WORD, "--profile", str(tmp_path / "chromium"), "--screenshot", str(screenshot),
                     "--result", str(result)], cwd=ROOT, check=True, timeout=TIMEOUT_S)
     r = json.loads(result.read_text())
@@ -70,8 +75,11 @@ def test_a_spoken_question_gets_a_spoken_reply_with_live_video(tts, tmp_path):
     assert audio["micOff"] < audio["replyAt"], "no voice after the question"
     assert audio["replyPeak"] > 0.02, "the reply is too quiet to be speech"
     assert r["state_during_reply"] == "speaking"
+    # cutting in: the voice stops (VAD onset, a tick, the buffered blocks, the network and
+    # the browser's jitter buffer); bounded loosely, the machine may be busy
+    assert r["barge_in_in_page_s"] < 2.0
     transcript = r["transcript"].lower()
-    assert WORD in transcript and "replied in" in transcript
+    assert WORD in transcript and "replied in" in transcript and "interrupted" in transcript
 
     assert r["state_after_stop"] == "idle" and r["pc_after_stop"] == "closed"
     assert r["server_closed_call_s"] < 5, "Stop did not end the call on the server"
