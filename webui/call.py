@@ -103,7 +103,8 @@ class Call:
                 if isinstance(result, Exception):
                     log.warning("%s failed: %s", task.get_name(), result)
             await self._close()
-            log.info("call closed (%.1f s of mic audio skipped): %s", self._mic.dropped_s, summary(self.conv.turns))
+            log.info("call closed (mic: at most %d frames waiting, %.1f s skipped): %s", self._mic.most_waiting,
+                     self._mic.dropped_s, summary(self.conv.turns))
 
     async def _pump(self) -> None:
         tick = int(TICK_S * self.conv.rate)

@@ -1,23 +1,22 @@
 """The live calls: opened from a browser's offer, at most `server.max_sessions` at once.
 
-Each call gets its own conversation (persona, history, avatar, VAD state) built on the
-one shared stack, and its own peer connection with exactly the configured ICE servers
+Each call gets its own conversation (persona, history, avatar, VAD) built on the one
+shared stack, and its own peer connection with exactly the configured ICE servers
 (aiortc would otherwise use a public STUN server).
 """
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 
 import torch
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from agent.persona import load_persona, persona_ids
-from agent.session import SESSION_RATE, Stack, make_conversation
+from agent.conversation import Conversation
+from agent.persona import Persona, load_persona, persona_ids
+from agent.session import Stack, make_conversation
 from config import Config
-from speech.vad import FRAME_SAMPLES, load_vad_model
 from webui.call import Call, CallError
 from webui.shared_stack import SharedStack
 
@@ -37,16 +36,15 @@ def peer_connection(ice_servers: tuple[str, ...]) -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in ice_servers]))
 
 
-def conversation(stack: Stack, persona):
-    # Silero keeps its recurrent state inside the model object: concurrent calls sharing
-    # the stack's model would mix each other's audio, so each call loads its own. Its
-    # first calls compile TorchScript (~0.1-0.5 s): done here, not on the call's first
-    # ticks, where they would hold up the microphone (the conversation resets the state).
-    vad_model = load_vad_model()
+def conversation(stack: Stack, persona: Persona) -> Conversation:
+    conv = make_conversation(stack, persona)
+    # Silero compiles TorchScript on its first calls (0.1-0.5 s): do it here, not on the
+    # call's first ticks, where it would hold up the microphone.
     with torch.no_grad():
         for _ in range(VAD_WARMUP_CALLS):
-            vad_model(torch.zeros(FRAME_SAMPLES[SESSION_RATE]), SESSION_RATE)
-    return make_conversation(dataclasses.replace(stack, vad_model=vad_model), persona)
+            conv.vad.model(torch.zeros(conv.vad.frame), conv.rate)
+    conv.vad.reset()
+    return conv
 
 
 class Calls:

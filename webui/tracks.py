@@ -129,6 +129,7 @@ class MicBacklog:
         self._track = track
         self._frames: asyncio.Queue[av.AudioFrame | None] = asyncio.Queue(maxsize=max_frames)
         self.dropped_s = 0.0
+        self.most_waiting = 0          # frames waiting at worst: how far the server fell behind
 
     async def run(self) -> None:
         """Move frames over until the track ends (then `get` returns None)."""
@@ -146,6 +147,7 @@ class MicBacklog:
             oldest = self._frames.get_nowait()
             self.dropped_s += oldest.samples / oldest.sample_rate
         self._frames.put_nowait(frame)
+        self.most_waiting = max(self.most_waiting, self._frames.qsize())
 
 
 def mic_samples(frame: av.AudioFrame) -> np.ndarray:
