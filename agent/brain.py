@@ -60,6 +60,9 @@ class Brain(Protocol):
     def speak(self, text: str) -> AsyncIterator[Speech]:
         """Say a fixed line (greeting, apology) in the agent's voice."""
 
+    async def warm_up(self) -> None:
+        """Prepare for the first turn (e.g. have the LLM read the persona prompt once)."""
+
 
 class CascadeBrain:
     def __init__(self, asr: ASR, llm: TextLLM, tts: TTS, persona: Persona, rate: int = 16000):
@@ -90,6 +93,10 @@ class CascadeBrain:
     async def speak(self, text: str) -> AsyncIterator[Speech]:
         async for speech in speak_locally(self.tts, text, self.rate):
             yield speech
+
+    async def warm_up(self) -> None:
+        # Without this the first reply also pays for reading the persona prompt (~3 s).
+        await self.llm.warm_up(self.persona)
 
 
 class OmniBrain:
@@ -130,6 +137,9 @@ class OmniBrain:
     async def speak(self, text: str) -> AsyncIterator[Speech]:
         async for speech in speak_locally(self.tts, text, self.rate):
             yield speech
+
+    async def warm_up(self) -> None:
+        pass  # a hosted model keeps its own caches
 
 
 async def speak_locally(tts: TTS, text: str, rate: int) -> AsyncIterator[Speech]:

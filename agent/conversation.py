@@ -43,6 +43,8 @@ from speech.vad import StreamingVAD
 log = logging.getLogger(__name__)
 
 APOLOGY = "Sorry, I lost my train of thought. Could you say that again?"
+# Said when the model answers with nothing: a small model sometimes does.
+NO_ANSWER = "Hmm, I'm not sure. Could you put that another way?"
 
 
 class Phase(str, Enum):
@@ -245,6 +247,7 @@ class Conversation:
 
     async def _run_reply(self, turn: TurnLog, audio: np.ndarray) -> None:
         reply_started = time.perf_counter()
+        spoke = False
         try:
             async with contextlib.aclosing(self.brain.reply(audio, self.history)) as events:
                 async for event in events:
@@ -253,9 +256,12 @@ class Conversation:
                     elif isinstance(event, Timing):
                         setattr(turn, f"{event.stage}_s", event.seconds)
                     elif isinstance(event, Speech):
+                        spoke = True
                         await self.playout.put(event)
                     elif isinstance(event, ReplyDone):
                         turn.reply_text = event.text
+                        if not spoke and event.finish_reason != "nothing_heard":
+                            await self._say(NO_ANSWER)
                     elif isinstance(event, ReplyFailed):
                         turn.failure = event.message
                         log.warning("reply failed (%s): %s", event.kind.value, event.message)
@@ -280,6 +286,10 @@ class Conversation:
     async def greet(self, text: str) -> None:
         """Speak a line (the persona's greeting) outside any user turn."""
         await self._say(text)
+
+    async def warm_up(self) -> None:
+        """Get the brain ready for the first turn (call before the session starts)."""
+        await self.brain.warm_up()
 
     def _finish_reply_if_played(self) -> None:
         reply = self._reply
@@ -318,9 +328,14 @@ class Conversation:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @property
+    def replying(self) -> bool:
+        """A reply is in progress: being made, or still to be played."""
+        return self._reply is not None or bool(self.playout)
+
+    @property
     def idle(self) -> bool:
         """Nothing to say and nothing in progress."""
-        return self._reply is None and not self.playout and not self.vad.in_turn
+        return not self.replying and not self.vad.in_turn
 
     @property
     def busy(self) -> bool:

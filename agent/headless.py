@@ -120,6 +120,7 @@ async def run_conversation(conv: Conversation, user, writer: MP4Writer | None, *
     quiet_since = None
     reported = 0
     started = conv.now
+    await conv.warm_up()
     while True:
         await pacer.wait(conv.now, must_pace=conv.busy)
         mic = user.speak(tick)
@@ -129,7 +130,7 @@ async def run_conversation(conv: Conversation, user, writer: MP4Writer | None, *
             if writer is not None:
                 writer.write(block.frames, block.audio + heard.get(int(round(block.t0 * SESSION_RATE)), len(block.audio)))
         speaker.play(blocks)
-        user.hear(conv.now, bool(np.any(speaker.next_tick())))
+        user.hear(conv.now, bool(np.any(speaker.next_tick())), agent_done=not conv.replying)
         if len(conv.turns) > reported:
             reported = len(conv.turns)
             progress(f"{conv.now:6.1f}s  user turn {reported} heard")

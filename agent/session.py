@@ -32,7 +32,6 @@ class Stack:
     cfg: Config
     asr: object
     tts: object
-    vad_model: object
     llm: object | None = None       # TextLLM (cascade)
     omni: object | None = None      # OmniClient (omni)
 
@@ -42,13 +41,11 @@ async def open_stack(cfg: Config, progress: Callable[[str], None] = log.info) ->
     """Load the speech models and start (or connect to) the LLM; stop it all on exit."""
     from speech.asr import ASR
     from speech.tts import TTS
-    from speech.vad import load_vad_model
     t = time.perf_counter()
-    progress("loading speech models (VAD, Whisper, Piper)")
-    asr, tts, vad_model = await asyncio.gather(asyncio.to_thread(ASR, cfg.asr), asyncio.to_thread(TTS, cfg.tts),
-                                               asyncio.to_thread(load_vad_model))
+    progress("loading speech models (Whisper, Piper)")
+    asr, tts = await asyncio.gather(asyncio.to_thread(ASR, cfg.asr), asyncio.to_thread(TTS, cfg.tts))
     async with contextlib.AsyncExitStack() as exits:
-        stack = Stack(cfg, asr, tts, vad_model)
+        stack = Stack(cfg, asr, tts)
         if cfg.agent.mode == "omni":
             from agent.omni import OmniClient
             stack.omni = await exits.enter_async_context(OmniClient(cfg.omni))
@@ -96,8 +93,10 @@ def make_conversation(stack: Stack, persona: Persona, backend=None) -> Conversat
     runtime = AvatarRuntime(backend, reference_image(cfg, persona), fps=cfg.avatar.fps, frames_per_block=frames,
                             sample_rate=SESSION_RATE, lookahead_blocks=cfg.avatar.lookahead_blocks,
                             listen_mask=timeline.mask)
-    return Conversation(cfg, make_brain(stack, persona), ClockedAvatar(runtime), vad_model=stack.vad_model,
-                        rate=SESSION_RATE, timeline=timeline)
+    # No shared VAD model: Silero keeps recurrent state, so each conversation loads its
+    # own (40 ms).
+    return Conversation(cfg, make_brain(stack, persona), ClockedAvatar(runtime), rate=SESSION_RATE,
+                        timeline=timeline)
 
 
 __all__ = ["Stack", "open_stack", "make_brain", "make_conversation", "reference_image", "ConfigError"]

@@ -42,6 +42,8 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
     tick = int(TICK_S * SESSION_RATE)
     async with open_stack(cfg, progress) as stack:
         conv_a, conv_b = make_conversation(stack, pa), make_conversation(stack, pb)
+        for conv in (conv_a, conv_b):  # the LLM server caches both persona prompts
+            await conv.warm_up()
         opening = f"{pa.greeting} Let's talk about {topic}." if topic else pa.greeting
         await conv_a.greet(opening)
         size = cfg.avatar.size

@@ -93,12 +93,17 @@ class ScriptedUser:
         self._agent_since: float | None = None   # agent voice started (this stretch)
         self._quiet_since = 0.0                  # agent voice last heard ending
         self._answered = True                    # the agent spoke since my last line ended
+        self._agent_done = True
 
     @property
     def done(self) -> bool:
         return not self.cues and not len(self._playing)
 
-    def hear(self, t: float, agent_voiced: bool) -> None:
+    def hear(self, t: float, agent_voiced: bool, agent_done: bool = True) -> None:
+        """What the user noticed this tick: the agent's voice, and (from whoever runs the
+        script) whether the agent has finished its reply, so that a slow pause between
+        two sentences is not taken for the end of the answer."""
+        self._agent_done = agent_done
         if agent_voiced:
             if self._agent_since is None:
                 self._agent_since = t
@@ -113,7 +118,7 @@ class ScriptedUser:
         """The next `n` mic samples."""
         if not len(self._playing) and self.cues:
             cue = self.cues[0]
-            due = (cue.when == "after" and self._answered and self._quiet_since is not None
+            due = (cue.when == "after" and self._answered and self._agent_done and self._quiet_since is not None
                    and self._t - self._quiet_since >= cue.delay) \
                 or (cue.when == "during" and self._agent_since is not None and self._t - self._agent_since >= cue.delay)
             if due:

@@ -30,11 +30,11 @@ def omni_cfg(cfg, base_url, model, **omni):
     return dataclasses.replace(cfg, omni=o, agent=dataclasses.replace(cfg.agent, mode="omni"))
 
 
-def converse(cfg, asr, tts, vad_model, lines):
+def converse(cfg, asr, tts, lines):
     async def main():
         omni = OmniClient(cfg.omni)
         try:
-            stack = Stack(cfg, asr, tts, vad_model, omni=omni)
+            stack = Stack(cfg, asr, tts, omni=omni)
             conv = make_conversation(stack, load_persona("ada"))
             user = ScriptedUser(tts, [Cue(text, "after", 0.3) for text in lines])
             await asyncio.wait_for(run_conversation(conv, user, None, fast=True, max_s=60), timeout=120)
@@ -58,14 +58,14 @@ def dead_port() -> int:
     ("midstream", GOOD_KEY, ""),      # an error object inside the stream
     ("dead", GOOD_KEY, "refused"),
 ])
-def test_failures_become_a_spoken_apology(cfg, asr, tts, vad_model, server, monkeypatch, model, key, expect):
+def test_failures_become_a_spoken_apology(cfg, asr, tts, server, monkeypatch, model, key, expect):
     server.reset()
     if key:
         monkeypatch.setenv(KEY_ENV, key)
     else:
         monkeypatch.delenv(KEY_ENV, raising=False)
     base = f"http://127.0.0.1:{dead_port()}/v1" if model == "dead" else server.base_url
-    conv = converse(omni_cfg(cfg, base, model), asr, tts, vad_model, ["Hello, can you hear me?"])
+    conv = converse(omni_cfg(cfg, base, model), asr, tts, ["Hello, can you hear me?"])
     (turn,) = conv.turns
     assert turn.failure and expect.lower() in turn.failure.lower(), turn.failure
     assert APOLOGY in turn.agent_text                # the user heard the apology
@@ -73,11 +73,11 @@ def test_failures_become_a_spoken_apology(cfg, asr, tts, vad_model, server, monk
     assert turn.user_text                            # the question itself is kept
 
 
-def test_the_conversation_goes_on_after_a_failure(cfg, asr, tts, vad_model, server, monkeypatch):
+def test_the_conversation_goes_on_after_a_failure(cfg, asr, tts, server, monkeypatch):
     server.reset()
     monkeypatch.setenv(KEY_ENV, GOOD_KEY)
     # 429 twice: the first turn fails after its one retry, the second gets the reply
-    conv = converse(omni_cfg(cfg, server.base_url, "429x2"), asr, tts, vad_model,
+    conv = converse(omni_cfg(cfg, server.base_url, "429x2"), asr, tts,
                     ["Hello, can you hear me?", "Tell me something nice."])
     first, second = conv.turns
     assert first.failure and "429" in first.failure or "rate" in (first.failure or "").lower()

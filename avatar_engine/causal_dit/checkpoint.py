@@ -1,18 +1,16 @@
 """Checkpoints in safetensors: the DiT and VAE weights plus the configs that built them.
 
-The safetensors layout is written and read here directly (8-byte little-endian header
-length, a JSON header of dtype/shape/byte offsets plus string metadata, then the raw
-little-endian tensor bytes), so no extra package is needed and files open with the
-`safetensors` library unchanged.
+The configs travel as JSON in the file's string metadata, so a checkpoint alone rebuilds
+its model.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import struct
 from pathlib import Path
 
-import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from .model import CausalDiT, DiTConfig
 from .positions import PositionScheme
@@ -29,7 +27,7 @@ def save_checkpoint(path: str | Path, model: CausalDiT, vae: StreamingVAE, strea
     tensors |= {f"vae.{k}": v.detach().contiguous() for k, v in vae.state_dict().items()}
     meta = {"dit": dataclasses.asdict(model.cfg), "vae": dataclasses.asdict(vae.cfg),
             "stream": dataclasses.asdict(stream)}
-    write_safetensors(path, tensors, {"causal_dit": json.dumps(meta)})
+    save_file(tensors, str(path), metadata={"causal_dit": json.dumps(meta)})
 
 
 def load_checkpoint(path: str | Path) -> tuple[CausalDiT, StreamingVAE, StreamConfig]:
@@ -38,8 +36,9 @@ def load_checkpoint(path: str | Path) -> tuple[CausalDiT, StreamingVAE, StreamCo
         raise CheckpointError(f"causal_dit checkpoint {path} does not exist; train one with "
                               f"python -m avatar_engine.causal_dit.train")
     try:
-        tensors, metadata = read_safetensors(path)
-        meta = json.loads(metadata["causal_dit"])
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["causal_dit"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:   # a wrong or damaged file: say which, not a traceback
         raise CheckpointError(f"{path} is not a causal_dit safetensors checkpoint ({type(e).__name__})") from None
     stream = meta["stream"]
@@ -49,37 +48,3 @@ def load_checkpoint(path: str | Path) -> tuple[CausalDiT, StreamingVAE, StreamCo
     model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("dit.")})
     vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
     return model.eval(), vae.eval(), StreamConfig(**stream)
-
-
-_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-           torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
-
-
-def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
-    header, chunks, offset = {"__metadata__": metadata}, [], 0
-    for name, t in tensors.items():
-        data = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        chunks.append(data)
-        offset += len(data)
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)          # the data buffer starts 8-byte aligned
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(blob)) + blob)
-        for data in chunks:
-            f.write(data)
-
-
-def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    raw = Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    metadata = header.pop("__metadata__", {})
-    data = memoryview(raw)[8 + n:]
-    by_name = {v: k for k, v in _DTYPES.items()}
-    tensors = {}
-    for name, spec in header.items():
-        begin, end = spec["data_offsets"]
-        flat = torch.frombuffer(bytearray(data[begin:end]), dtype=torch.uint8)
-        tensors[name] = flat.view(by_name[spec["dtype"]]).reshape(spec["shape"])
-    return tensors, metadata

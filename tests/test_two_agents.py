@@ -1,0 +1,46 @@
+"""Two personas talking, recorded through the real CLI: a playable side-by-side MP4 with
+both voices, and a transcript for each persona."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatar_engine.media import read_mp4
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    out = tmp_path_factory.mktemp("two") / "talk.mp4"
+    r = subprocess.run([sys.executable, str(ROOT / "app.py"), "--two-agents", "ada", "basil", "--turns", "2",
+                        "--topic", "the moon", "--output", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return out, json.loads(out.with_suffix(".json").read_text())
+
+
+def test_mp4_has_both_avatars_and_the_right_length(recording):
+    out, result = recording
+    frames, audio, rate, fps = read_mp4(out)
+    assert fps == 25 and frames.shape[1:] == (512, 1024, 3)   # side by side
+    assert abs(len(frames) / fps - len(audio) / rate) < 0.1
+    # both halves are alive: each avatar moves during the recording
+    for half in (frames[:, :, :512], frames[:, :, 512:]):
+        assert np.abs(half[::25].astype(int) - half[0].astype(int)).mean(axis=(1, 2, 3)).max() > 0.5
+
+
+def test_both_voices_are_in_the_mix(recording):
+    out, result = recording
+    _, audio, rate, _ = read_mp4(out)
+    a_turns, b_turns = result["a"]["turns"], result["b"]["turns"]
+    assert len(a_turns) + len(b_turns) >= 2 and b_turns, (a_turns, b_turns)
+    for turn in a_turns + b_turns:      # every reply is heard where the transcript says
+        t = turn["first_audio_at"]
+        assert t is not None and turn["agent_text"]
+        assert np.abs(audio[int(t * rate):int((t + 0.5) * rate)]).max() > 0.05
+    # B answered A's opening, then A answered B: each heard the other
+    assert b_turns[0]["user_text"] and b_turns[0]["user_start"] < (a_turns[0]["user_start"] if a_turns else 1e9)
