@@ -64,7 +64,25 @@ class Brain(Protocol):
         """Prepare for the first turn (e.g. have the LLM read the persona prompt once)."""
 
 
-class CascadeBrain:
+class LocalVoice:
+    """Fixed lines (greeting, apology) in the local Piper voice, for every brain: an
+    apology must reach the user even when the remote model is down."""
+    tts: TTS
+    rate: int
+
+    async def speak(self, text: str) -> AsyncIterator[Speech]:
+        # The text rides on the first chunk only, so what was said can be rebuilt from
+        # the chunks that were played.
+        first = True
+        async with contextlib.aclosing(self.tts.astream(text)) as chunks:
+            async for chunk in chunks:
+                # phoneme times are in seconds, so they survive the change of rate
+                yield Speech(resample(chunk.audio, chunk.sample_rate, self.rate), text + " " if first else "",
+                             chunk.phonemes)
+                first = False
+
+
+class CascadeBrain(LocalVoice):
     def __init__(self, asr: ASR, llm: TextLLM, tts: TTS, persona: Persona, rate: int = 16000):
         self.asr, self.llm, self.tts, self.persona, self.rate = asr, llm, tts, persona, rate
 
@@ -90,21 +108,13 @@ class CascadeBrain:
                 elif isinstance(event, (ReplyDone, ReplyFailed)):
                     yield event
 
-    async def speak(self, text: str) -> AsyncIterator[Speech]:
-        async for speech in speak_locally(self.tts, text, self.rate):
-            yield speech
-
     async def warm_up(self) -> None:
         # Without this the first reply also pays for reading the persona prompt (~3 s).
         await self.llm.warm_up(self.persona)
 
 
-class OmniBrain:
-    """Speech in, speech out through an OpenAI-compatible omni endpoint.
-
-    Fixed lines (greeting, apology) are spoken by the local Piper voice, so an apology
-    still reaches the user when the endpoint is down.
-    """
+class OmniBrain(LocalVoice):
+    """Speech in, speech out through an OpenAI-compatible omni endpoint."""
 
     def __init__(self, omni, tts: TTS, persona: Persona, rate: int = 16000, asr: ASR | None = None):
         self.omni, self.tts, self.persona, self.rate, self.asr = omni, tts, persona, rate, asr
@@ -134,20 +144,5 @@ class OmniBrain:
                 elif isinstance(event, (ReplyDone, ReplyFailed)):
                     yield event
 
-    async def speak(self, text: str) -> AsyncIterator[Speech]:
-        async for speech in speak_locally(self.tts, text, self.rate):
-            yield speech
-
     async def warm_up(self) -> None:
         pass  # a hosted model keeps its own caches
-
-
-async def speak_locally(tts: TTS, text: str, rate: int) -> AsyncIterator[Speech]:
-    """`text` in the local Piper voice at the session rate. The text rides on the first
-    chunk only, so what was said can be rebuilt from the chunks that were played."""
-    first = True
-    async with contextlib.aclosing(tts.astream(text)) as chunks:
-        async for chunk in chunks:
-            # phoneme times are in seconds, so they survive the change of rate
-            yield Speech(resample(chunk.audio, chunk.sample_rate, rate), text + " " if first else "", chunk.phonemes)
-            first = False

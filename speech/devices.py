@@ -32,7 +32,20 @@ def _device(kind: str):
                             f"or use the web UI / --headless --input FILE") from None
 
 
-class Microphone:
+class _Device:
+    """A started PortAudio stream while inside `with`."""
+    _stream: object
+
+    def __enter__(self):
+        self._stream.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stream.stop()
+        self._stream.close()
+
+
+class Microphone(_Device):
     """Blocks of mono float32 from the default input device, via a bounded queue.
 
     If the consumer falls behind by more than `max_blocks`, the oldest audio is
@@ -55,14 +68,6 @@ class Microphone:
             self._q.get_nowait()
             self._q.put_nowait(data[:, 0].copy())
 
-    def __enter__(self):
-        self._stream.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stream.stop()
-        self._stream.close()
-
     def read(self, timeout: float = 1.0) -> np.ndarray | None:
         """The next block, or None if none arrived within `timeout` seconds."""
         try:
@@ -71,21 +76,13 @@ class Microphone:
             return None
 
 
-class Speaker:
+class Speaker(_Device):
     """Plays mono float32 blocks on the default output device."""
 
     def __init__(self, sample_rate: int = 16000):
         sd, _ = _device("output")
         self.sample_rate = sample_rate
         self._stream = sd.OutputStream(samplerate=sample_rate, channels=1, dtype="float32")
-
-    def __enter__(self):
-        self._stream.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stream.stop()
-        self._stream.close()
 
     def play(self, audio: np.ndarray) -> None:
         self._stream.write(np.ascontiguousarray(audio, np.float32).reshape(-1, 1))

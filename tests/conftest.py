@@ -60,3 +60,13 @@ def conversation(tts):
     return synthetic.script(tts, ["Hello there, can you hear me?",
                                   "I would like to know how far away the moon is.",
                                   "Thanks, that is all for now."], gaps=[0.8, 1.2, 1.5, 1.0])
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread on a shared 2-core machine; restored after."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,13 +9,7 @@ from avatar_engine.causal_dit.sequence import BlockCausalContext
 from avatar_engine.causal_dit.stream import CausalStreamer, StreamConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # tiny models: one thread is fastest on a shared 2-core machine; restore it for others
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 GRID = (4, 4)   # latent height, width → 4 tokens per frame
 
 

@@ -12,13 +12,7 @@ from avatar_engine.causal_dit.positions import PositionScheme
 from avatar_engine.causal_dit.vae import ConvCache, StreamingVAE, VAEConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # tiny models: one thread is fastest on a shared 2-core machine; restore it for others
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_block_by_block_decode_equals_whole_decode():

@@ -90,8 +90,8 @@ def test_barge_in_stops_the_agent_within_300ms(session):
     voiced = [round(t0, 2) for t0, a, _ in session.blocks
               if t0 >= start and t0 + len(a) / SESSION_RATE <= end and a.any()]
     assert not voiced, (start, end, voiced, [(t.user_start, t.first_audio_at, t.agent_text) for t in session.conv.turns])
-    # the reply was cut short, and the history says so
-    assert turn.agent_text != turn.reply_text or not turn.reply_text
+    # the history keeps what was said (whole sentences), marked as cut off
+    assert turn.agent_text
     interrupted = [h for h in session.conv.history.turns if getattr(h, "interrupted", False)]
     assert interrupted
 

@@ -79,7 +79,7 @@ class Call:
     # ── the call ──────────────────────────────────────────────────────────────────────
 
     async def _run(self) -> None:
-        helpers: list[asyncio.Task] = []   # the mic reader and the greeting, once connected
+        helpers: list[asyncio.Task] = []   # the mic reader, the greeting and the warm-up, once connected
         try:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -88,7 +88,9 @@ class Call:
                 raise CallError(f"no connection after {CONNECT_TIMEOUT_S:.0f} s; on another machine than "
                                 "the server, set server.ice_servers in config.yaml") from None
             helpers = [asyncio.create_task(self._mic.run(), name="mic"),
-                       asyncio.create_task(self.conv.greet(self.persona.greeting), name="greeting")]
+                       asyncio.create_task(self.conv.greet(self.persona.greeting), name="greeting"),
+                       # the LLM reads the persona prompt while the greeting plays
+                       asyncio.create_task(self.conv.warm_up(), name="warm-up")]
             await self._pump()
         except CallError as e:
             await self._report(str(e))
