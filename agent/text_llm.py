@@ -165,6 +165,9 @@ _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc"
 # kept waiting by a rambling sentence.
 MAX_SENTENCE_CHARS = 160
 _CLAUSE_BREAK = re.compile(r"[,;:—–]\s+")
+# The first words of a reply go to TTS at the first clause break after this many words,
+# not at the end of the sentence: the voice starts while the model is still writing.
+FIRST_CLAUSE_WORDS = 4
 
 
 def split_sentences(text: str) -> tuple[list[str], str]:
@@ -188,6 +191,15 @@ def split_sentences(text: str) -> tuple[list[str], str]:
     return done, rest.lstrip()
 
 
+def first_clause(text: str, min_words: int = FIRST_CLAUSE_WORDS) -> tuple[str | None, str]:
+    """(the text up to its first clause break after `min_words` words, the rest), or
+    (None, text) when there is none yet. Pure."""
+    for m in _CLAUSE_BREAK.finditer(text):
+        if len(text[:m.start()].split()) >= min_words:
+            return text[:m.end()].strip(), text[m.end():]
+    return None, text
+
+
 def _is_abbreviation(before: str) -> bool:
     words = before.split()
     if not words:
@@ -198,8 +210,8 @@ def _is_abbreviation(before: str) -> bool:
 
 
 async def sentences(events: AsyncIterator[ReplyEvent]) -> AsyncIterator[ReplyEvent]:
-    """Adds a Sentence event as soon as each sentence of the TextDeltas ends; every event
-    passes through. When the reply was cut by max_tokens, a trailing fragment is dropped
+    """Adds a Sentence event as soon as each sentence of the TextDeltas ends (the first one
+    already at its first clause break); every event passes through. When the reply was cut by max_tokens, a trailing fragment is dropped
     (unless it is all there is): better to stop at a full stop than mid-phrase."""
     buffer = ""
     spoke = False
@@ -207,6 +219,9 @@ async def sentences(events: AsyncIterator[ReplyEvent]) -> AsyncIterator[ReplyEve
         async for event in events:
             if isinstance(event, TextDelta):
                 done, buffer = split_sentences(buffer + event.text)
+                if not spoke and not done:
+                    clause, buffer = first_clause(buffer)
+                    done = [clause] if clause else []
                 for text in done:
                     spoke = True
                     yield Sentence(text)

@@ -54,8 +54,8 @@ def pct(values, q):
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))] if values else float("nan")
 
 
-async def run(questions: int, barge_ins: int, out: Path | None):
-    cfg = load_config()
+async def run(questions: int, barge_ins: int, out: Path | None, config: str | None):
+    cfg = load_config(config)
     async with open_stack(cfg, lambda m: print(m, file=sys.stderr)) as stack:
         user = ScriptedUser(stack.tts, cues(questions, barge_ins))
         conv = make_conversation(stack, load_persona(cfg.agent.persona))
@@ -72,8 +72,9 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=12)
     ap.add_argument("--barge-ins", type=int, default=3)
     ap.add_argument("--json", type=Path, help="also write the transcript with all timings here")
+    ap.add_argument("--config", help="config YAML (default: config.yaml)")
     args = ap.parse_args()
-    turns = asyncio.run(run(args.questions, args.barge_ins, args.json))
+    turns = asyncio.run(run(args.questions, args.barge_ins, args.json, args.config))
     replied = [t for t in turns if t.first_frame_at is not None]
     stages = [
         ("VAD end of turn", [t.detected_at - t.user_end for t in replied]),

@@ -179,3 +179,24 @@ def test_persona_image_path_is_resolved(tmp_path):
     (tmp_path / "me.png").write_bytes(b"png")
     (tmp_path / "x.yaml").write_text("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v}\nimage: me.png\n")
     assert load_persona("x", prompts_dir=tmp_path).image == str(tmp_path / "me.png")
+
+
+@pytest.mark.parametrize("text, clause, rest", [
+    ("Sunlight bounces off the air, and blue light", "Sunlight bounces off the air,", "and blue light"),
+    ("Yes, sunlight bounces off the air", None, "Yes, sunlight bounces off the air"),  # too short a clause
+    ("No break here yet", None, "No break here yet"),
+])
+def test_first_clause(text, clause, rest):
+    from agent.text_llm import first_clause
+    assert first_clause(text) == (clause, rest)
+
+
+def test_the_first_clause_of_a_reply_is_spoken_before_its_sentence_ends():
+    async def deltas():
+        for piece in ["Sunlight bounces", " off the air, and", " blue light bounces", " the most. Then", " more."]:
+            yield TextDelta(piece)
+        yield ReplyDone("", "stop")
+
+    async def collect():
+        return [e.text for e in [e async for e in sentences(deltas())] if isinstance(e, Sentence)]
+    assert asyncio.run(collect()) == ["Sunlight bounces off the air,", "and blue light bounces the most.", "Then more."]
