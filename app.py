@@ -33,7 +33,6 @@ def parse_args(argv=None):
     p.add_argument("--turns", type=int, default=6, help="two agents: replies in all")
     p.add_argument("--realtime", action="store_true", help="two agents: take as long as the recording lasts")
     p.add_argument("--topic", default="", help="two agents: what they talk about")
-    p.add_argument("--local", action="store_true", help="booth mode: this machine's mic and speaker")
     return p.parse_args(argv)
 
 
