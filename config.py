@@ -85,6 +85,9 @@ class VADConfig:
     # Speech shorter than start_s is not a turn; silence shorter than end_s does not end one.
     start_s: float = number(0.2, 0.0, 5.0)
     end_s: float = number(0.5, 0.05, 10.0)
+    # Silence after which a reply is prepared (not yet spoken) in case the turn is over:
+    # the answer is then ready sooner. Off when not below end_s.
+    pause_s: float = number(0.25, 0.05, 10.0)
     # Audio kept before the detected onset and after the detected end of a turn.
     pad_s: float = number(0.1, 0.0, 2.0)
     # A turn longer than this is cut (bounded memory for someone who never stops).

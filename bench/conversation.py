@@ -76,13 +76,14 @@ def main() -> None:
     args = ap.parse_args()
     turns = asyncio.run(run(args.questions, args.barge_ins, args.json, args.config))
     replied = [t for t in turns if t.first_frame_at is not None]
+    def since_end(stage):  # a stage's wall time, counted from the end of the user's speech
+        return [t.reply_started_at - t.user_end + getattr(t, stage) for t in replied if getattr(t, stage) is not None]
     stages = [
+        ("reply started (at the pause)", [t.reply_started_at - t.user_end for t in replied]),
         ("VAD end of turn", [t.detected_at - t.user_end for t in replied]),
-        ("+ ASR", [t.detected_at - t.user_end + t.asr_s for t in replied if t.asr_s is not None]),
-        ("+ LLM first token", [t.detected_at - t.user_end + t.llm_first_token_s for t in replied
-                               if t.llm_first_token_s is not None]),
-        ("+ TTS first audio", [t.detected_at - t.user_end + t.tts_first_audio_s for t in replied
-                               if t.tts_first_audio_s is not None]),
+        ("ASR done", since_end("asr_s")),
+        ("LLM first token", since_end("llm_first_token_s")),
+        ("TTS first audio", since_end("tts_first_audio_s")),
         ("first avatar frame + voice", [t.response_s for t in replied]),
     ]
     print(f"{len(turns)} user turns, {len(replied)} replied, {sum(t.interrupted for t in turns)} interrupted, "

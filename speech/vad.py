@@ -5,6 +5,9 @@ chunks of any size, frames it, and turns the per-frame speech probability into t
 events on the session clock (seconds since the first pushed sample):
 
     user_started(t = onset of speech)             after `start_s` of speech
+    user_paused(t = end of speech, audio = turn)  after `pause_s` of silence: a reply may
+                                                  be prepared, not yet spoken
+    user_resumed(t = now)                         speech again after a pause
     user_stopped(t = end of speech, audio = turn) after `end_s` of silence
 
 Echo guard: with open speakers the agent's own voice reaches the microphone. `push`
@@ -31,7 +34,7 @@ HYSTERESIS = 0.15
 
 @dataclass(frozen=True)
 class VADEvent:
-    kind: str                       # "user_started" | "user_stopped"
+    kind: str                       # "user_started" | "user_paused" | "user_resumed" | "user_stopped"
     t: float                        # session seconds: speech onset, or end of speech
     audio: np.ndarray | None = field(default=None, repr=False)  # the turn, padded (user_stopped)
     truncated: bool = False         # the turn hit max_turn_s and was cut there
@@ -142,6 +145,7 @@ class StreamingVAD:
         self._turn = []
         self.frames = 0                    # frames scored so far (the session clock)
         self.in_turn = False
+        self._paused = False               # a pause inside the turn was reported
         self._run = 0                      # consecutive speech frames before a turn starts
         self._silence = 0                  # consecutive silent frames inside a turn
         self._last_speech_end = 0          # frame index just after the last speech frame
@@ -213,6 +217,9 @@ class StreamingVAD:
         if prob >= threshold - HYSTERESIS:
             self._silence = 0
             self._last_speech_end = index + 1
+            if self._paused:
+                self._paused = False
+                return VADEvent("user_resumed", self.now)
         else:
             self._silence += 1
         if self._silence * self.frame >= cfg.end_s * self.rate:
@@ -220,13 +227,19 @@ class StreamingVAD:
         if len(self._turn) >= self._max_turn_frames:
             self._last_speech_end = index + 1
             return self._close(truncated=True)
+        if not self._paused and cfg.pause_s < cfg.end_s and self._silence * self.frame >= cfg.pause_s * self.rate:
+            self._paused = True
+            return VADEvent("user_paused", self.last_speech_end, self._turn_audio())
         return None
 
-    def _close(self, truncated: bool) -> VADEvent:
-        # Keep pad_s of the trailing silence; drop the rest of it.
+    def _turn_audio(self) -> np.ndarray:
+        """The turn so far, keeping pad_s of its trailing silence."""
         pad = int(np.ceil(self.cfg.pad_s * self.rate / self.frame))
         drop = max(0, self.frames - self._last_speech_end - pad)
         frames = self._turn[:len(self._turn) - drop] if drop else self._turn
-        audio = np.concatenate(frames) if frames else np.zeros(0, np.float32)
-        self.in_turn, self._run, self._turn = False, 0, []
-        return VADEvent("user_stopped", self._last_speech_end * self.frame / self.rate, audio, truncated)
+        return np.concatenate(frames) if frames else np.zeros(0, np.float32)
+
+    def _close(self, truncated: bool) -> VADEvent:
+        audio = self._turn_audio()
+        self.in_turn, self._run, self._turn, self._paused = False, 0, [], False
+        return VADEvent("user_stopped", self.last_speech_end, audio, truncated)

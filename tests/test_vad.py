@@ -131,3 +131,19 @@ def test_echo_guard_still_hears_the_user_over_the_agent(cfg, vad_model, agent_re
     starts = [e.t for e in events if e.kind == "user_started"]
     true_onset = onset + speech_bounds(user, RATE)[0]
     assert starts and abs(starts[0] - true_onset) <= TOL, (starts, true_onset)
+
+
+def test_a_pause_inside_a_turn_is_reported_and_resumed(cfg, vad_model, say):
+    first, second = say("I would like to know,"), say("how far away the moon is.")
+    # 0.35 s between the two pieces of speech: longer than pause_s, shorter than end_s
+    tail = len(first) / RATE - speech_bounds(first, RATE)[1]
+    gap = np.zeros(int((0.35 - tail - speech_bounds(second, RATE)[0]) * RATE), np.float32)
+    audio = np.concatenate([np.zeros(RATE // 2, np.float32), first, gap, second, np.zeros(RATE, np.float32)])
+    events = run(with_vad(cfg, vad_model), audio)
+    kinds = [e.kind for e in events]
+    assert kinds == ["user_started", "user_paused", "user_resumed", "user_paused", "user_stopped"], kinds
+    paused, stopped = events[3], events[4]
+    # the prepared turn is the whole turn: same end, same audio as the final one
+    assert paused.t == stopped.t
+    np.testing.assert_array_equal(paused.audio, stopped.audio)
+    assert len(stopped.audio) / RATE > (len(first) + len(second)) / RATE
