@@ -120,11 +120,11 @@ class _Reply:
 
 
 class Conversation:
-    def __init__(self, cfg: Config, brain: Brain, avatar: AvatarSink, *, vad_model=None,
+    def __init__(self, cfg: Config, brain: Brain, avatar: AvatarSink, *,
                  rate: int = 16000, history: History | None = None, timeline: SpeakerTimeline | None = None,
                  max_turn_logs: int = 1000):
         self.cfg, self.brain, self.avatar, self.rate = cfg, brain, avatar, rate
-        self.vad = StreamingVAD(cfg.vad, rate, model=vad_model)
+        self.vad = StreamingVAD(cfg.vad, rate)  # its own model: Silero keeps recurrent state
         self.timeline = timeline if timeline is not None else SpeakerTimeline()
         self.history = history if history is not None else History.from_config(cfg.agent)
         self.playout = Playout(rate)

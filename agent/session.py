@@ -21,7 +21,7 @@ import assets
 from agent.brain import Brain, CascadeBrain, OmniBrain
 from agent.conversation import Conversation
 from agent.persona import Persona
-from config import Config, ConfigError
+from config import Config
 
 log = logging.getLogger(__name__)
 SESSION_RATE = 16000
@@ -93,10 +93,6 @@ def make_conversation(stack: Stack, persona: Persona, backend=None) -> Conversat
     runtime = AvatarRuntime(backend, reference_image(cfg, persona), fps=cfg.avatar.fps, frames_per_block=frames,
                             sample_rate=SESSION_RATE, lookahead_blocks=cfg.avatar.lookahead_blocks,
                             listen_mask=timeline.mask)
-    # No shared VAD model: Silero keeps recurrent state, so each conversation loads its
-    # own (40 ms).
     return Conversation(cfg, make_brain(stack, persona), ClockedAvatar(runtime), rate=SESSION_RATE,
                         timeline=timeline)
 
-
-__all__ = ["Stack", "open_stack", "make_brain", "make_conversation", "reference_image", "ConfigError"]

@@ -7,7 +7,6 @@ the run ends after `turns` replies in all, when both have finished speaking.
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
