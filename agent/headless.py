@@ -60,7 +60,7 @@ class WavUser:
     def done(self) -> bool:
         return self._pos >= len(self.audio)
 
-    def hear(self, t: float, agent_voiced: bool) -> None:
+    def hear(self, t: float, agent_voiced: bool, agent_done: bool = True) -> None:
         pass
 
     def speak(self, n: int) -> np.ndarray:
@@ -89,23 +89,22 @@ class Loudspeaker:
 
 
 class _RecentAudio:
-    """The last `seconds` of a stream, addressable by absolute sample index."""
+    """The last `seconds` of a stream, addressable by absolute sample index (a ring:
+    sample i lives at i mod size, so pushing a tick copies only the tick)."""
 
     def __init__(self, seconds: float):
         self.buf = np.zeros(int(seconds * SESSION_RATE), np.float32)
         self.end = 0                     # absolute index after the newest sample
 
     def push(self, x: np.ndarray) -> None:
-        self.buf = np.roll(self.buf, -len(x))
-        self.buf[-len(x):] = x
+        self.buf.put(np.arange(self.end, self.end + len(x)), x, mode="wrap")
         self.end += len(x)
 
     def get(self, start: int, n: int) -> np.ndarray:
-        out = np.zeros(n, np.float32)
-        a = start - (self.end - len(self.buf))
-        if a >= 0 and a + n <= len(self.buf):
-            out[:] = self.buf[a:a + n]
-        return out
+        """Samples [start, start + n), or zeros where they are not (or no longer) held."""
+        if start < self.end - len(self.buf) or start + n > self.end:
+            return np.zeros(n, np.float32)
+        return self.buf.take(np.arange(start, start + n), mode="wrap")
 
 
 async def run_conversation(conv: Conversation, user, writer: MP4Writer | None, *, fast: bool = False,

@@ -69,8 +69,9 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
                 if replies > seen:
                     seen = replies
                     progress(f"{conv_a.now:6.1f}s  {replies}/{turns} replies")
-                if replies >= turns:  # enough: neither answers what is said from now on
-                    conv_a.answering = conv_b.answering = False
+                # Enough replies: neither answers what is said from now on. Derived each
+                # tick, not latched: a reply prepared at a pause counts until it is dropped.
+                conv_a.answering = conv_b.answering = replies < turns
         await conv_a.close()
         await conv_b.close()
     result = {"a": transcript(conv_a, persona=pa.id), "b": transcript(conv_b, persona=pb.id),
