@@ -118,6 +118,11 @@ class _Reply:
     done: bool = False
     held: bool = False              # prepared at a pause; silent until the turn is over
 
+    @property
+    def spoken(self) -> str:
+        """What the user has heard of it (text pieces carry their own spaces)."""
+        return "".join(self.played).strip()
+
 
 class Conversation:
     def __init__(self, cfg: Config, brain: Brain, avatar: AvatarSink, *,
@@ -182,17 +187,15 @@ class Conversation:
         phonemes = [Phoneme(p.symbol, t + p.start, t + p.end) for p in tick.phonemes]
         t_render = time.perf_counter()
         blocks = self.avatar.push(t, tick.audio[:tick.voiced], mic, phonemes)
-        render_s = time.perf_counter() - t_render
+        # A block reaches the user once it is rendered (the end of this tick plus the
+        # render time), its frames and its voice together.
+        shown_at = self.now + time.perf_counter() - t_render
         for b in blocks:
             voiced = np.flatnonzero(b.mask & TALK)
             if voiced.size:
-                # a block plays from when it is ready: the end of this tick plus rendering
-                self._voice_heard_until = self.now + render_s + (voiced[-1] + 1) / self.avatar.fps
-        if reply is not None and reply.turn.first_audio_at is not None and reply.turn.first_frame_at is None:
-            if any((b.mask & TALK).any() for b in blocks):
-                # The reply's first frame and its voice reach the user together, once the
-                # block is rendered: the end of this tick plus the render time.
-                reply.turn.first_frame_at = self.now + render_s
+                self._voice_heard_until = shown_at + (voiced[-1] + 1) / self.avatar.fps
+                if reply is not None and reply.turn.first_audio_at is not None and reply.turn.first_frame_at is None:
+                    reply.turn.first_frame_at = shown_at
         self._finish_reply_if_played()
         return blocks
 
@@ -245,7 +248,8 @@ class Conversation:
         if not held:
             self._carry = np.zeros(0, np.float32)
             self.phase = Phase.THINKING
-        turn = TurnLog(len(self.turns), self._onset, event.t, self.now, reply_started_at=self.now)
+        index = self.turns[-1].index + 1 if self.turns else 0  # len() stops at the deque's bound
+        turn = TurnLog(index, self._onset, event.t, self.now, reply_started_at=self.now)
         self.turns.append(turn)
         task = asyncio.create_task(self._run_reply(turn, audio), name=f"reply-{turn.index}")
         self._reply = _Reply(turn, audio, task, held=held)
@@ -273,9 +277,8 @@ class Conversation:
         # The voice paused when the onset was detected; its last sample has been heard
         # by now (blocks are far shorter than backchannel_s).
         reply.turn.audio_stopped_at = self._voice_heard_until
-        self.playout.clear()
         self.avatar.flush()
-        self._cancel_reply(interrupted=True)
+        self._cancel_reply(interrupted=True)  # also clears the playout
 
     # ── the reply ─────────────────────────────────────────────────────────────────────
 
@@ -327,15 +330,20 @@ class Conversation:
         reply = self._reply
         if reply is None or not reply.done or self.playout or self._paused_at is not None:
             return
-        reply.turn.agent_text = "".join(reply.played).strip()
-        # History is written only once a reply is over: a prepared reply that was
-        # dropped leaves no trace.
+        self._record(reply, interrupted=False)
+        self._reply = None
+        self.phase = Phase.LISTENING
+
+    def _record(self, reply: _Reply, interrupted: bool) -> None:
+        """Write an ended reply into the turn log and the history. History is written only
+        when a reply ends, so a prepared reply that was dropped leaves no trace; an
+        apology for a failure is not something the model said, so it stays out."""
+        reply.turn.interrupted = interrupted
+        reply.turn.agent_text = reply.spoken
         if reply.turn.user_text:
             self.history.add_user(reply.turn.user_text)
         if reply.turn.agent_text and not reply.turn.failure:
-            self.history.add_agent(reply.turn.agent_text)
-        self._reply = None
-        self.phase = Phase.LISTENING
+            self.history.add_agent(reply.turn.agent_text, interrupted=interrupted)
 
     def _cancel_reply(self, interrupted: bool) -> None:
         reply = self._reply
@@ -344,13 +352,10 @@ class Conversation:
         reply.task.cancel()
         self._tasks.add(reply.task)
         reply.task.add_done_callback(self._tasks.discard)
-        reply.turn.interrupted = interrupted
-        reply.turn.agent_text = "".join(reply.played).strip()
         if interrupted:
-            if reply.turn.user_text:
-                self.history.add_user(reply.turn.user_text)
-            if reply.turn.agent_text:
-                self.history.add_agent(reply.turn.agent_text, interrupted=True)
+            self._record(reply, interrupted=True)
+        else:  # dropped, or the session ended: the transcript still says what was heard
+            reply.turn.agent_text = reply.spoken
         self._reply = None
         self.playout.clear()
         self.phase = Phase.LISTENING
