@@ -92,6 +92,7 @@ def test_a_spoken_question_gets_a_spoken_reply_with_live_video_and_a_cut_in_stop
     assert WORD in transcript and "replied in" in transcript and "interrupted" in transcript
 
     assert r["state_after_stop"] == "idle" and r["pc_after_stop"] == "closed"
+    assert r["state_1s_after_stop"] == "idle", "a late update relabelled the stopped call"
     assert r["server_closed_call_s"] < 5, "Stop did not end the call on the server"
     assert r["second_call"] == "connected and closed" and r["second_call_persona_locked"]
     assert r["app_exit_code"] in (0, 130), f"the app did not stop cleanly:\n{log[-3000:]}"

@@ -115,7 +115,8 @@
     for (const track of mine.mic.getAudioTracks()) pc.addTrack(track, mine.mic);
     pc.addTransceiver("video", { direction: "recvonly" });
     mine.channel = pc.createDataChannel("events");
-    mine.channel.onmessage = onMessage;
+    // a message already on its way when the call ends must not relabel the stopped call
+    mine.channel.onmessage = (event) => { if (!mine.ended) onMessage(event); };
     const remote = new MediaStream();
     const video = $("avatar-video");
     pc.ontrack = (event) => {
