@@ -109,6 +109,9 @@ class TTSConfig:
     # >1 speaks slower, <1 faster.
     length_scale: float = number(1.0, 0.3, 3.0)
     volume: float = number(1.0, 0.0, 4.0)
+    # ONNX Runtime threads for Piper. One leaves the other core to the LLM, which keeps
+    # writing the next sentence while this one is synthesized.
+    threads: int = number(1, 1, 64)
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,6 @@ class LLMConfig:
     # The embedded server (provider local): 0 picks a free port on 127.0.0.1.
     port: int = number(0, 0, 65535)
     start_timeout_s: float = number(60.0, 1.0, 600.0)
-    # RAM for llama.cpp's prompt cache (persona prefixes reused across turns); 0 = off.
-    prompt_cache_mb: int = number(256, 0, 65536)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ class Speech:
 @dataclass(frozen=True)
 class Timing:
     """Wall-clock stage times of one reply, measured from the brain's start."""
-    stage: str                      # "llm_first_token" | "tts_first_audio"
+    stage: str                      # "llm_first_token" | "llm_first_clause" | "tts_first_audio"
     seconds: float
 
 
@@ -88,18 +88,21 @@ class CascadeBrain(LocalVoice):
 
     async def reply(self, audio: np.ndarray, history: History) -> AsyncIterator[BrainEvent]:
         t0 = time.perf_counter()
-        heard = await asyncio.to_thread(self.asr.transcribe, audio)
+        heard = await asyncio.to_thread(self.asr.transcribe, audio, words=False)
         yield UserText(heard.text, time.perf_counter() - t0)
         if not heard.text:
             yield ReplyDone("", "nothing_heard")  # a cough or noise: nothing to answer
             return
-        first_token = first_audio = False
+        first_token = first_clause = first_audio = False
         async with contextlib.aclosing(sentences(self.llm.reply(self.persona, history, heard.text))) as events:
             async for event in events:
                 if isinstance(event, TextDelta) and not first_token:
                     first_token = True
                     yield Timing("llm_first_token", time.perf_counter() - t0)
                 elif isinstance(event, Sentence):
+                    if not first_clause:
+                        first_clause = True
+                        yield Timing("llm_first_clause", time.perf_counter() - t0)
                     async for speech in self.speak(event.text):
                         if not first_audio:
                             first_audio = True
@@ -122,7 +125,7 @@ class OmniBrain(LocalVoice):
     async def reply(self, audio: np.ndarray, history: History) -> AsyncIterator[BrainEvent]:
         t0 = time.perf_counter()
         if self.asr is not None:  # only for the transcript; the model hears the audio itself
-            heard = await asyncio.to_thread(self.asr.transcribe, audio)
+            heard = await asyncio.to_thread(self.asr.transcribe, audio, words=False)
             yield UserText(heard.text, time.perf_counter() - t0)
         resampler: StreamResampler | None = None
         first = True

@@ -87,6 +87,7 @@ class TurnLog:
     failure: str | None = None
     asr_s: float | None = None             # wall-clock stage times from the reply's start
     llm_first_token_s: float | None = None
+    llm_first_clause_s: float | None = None  # the first words handed to TTS
     tts_first_audio_s: float | None = None
     first_audio_at: float | None = None    # first agent sample handed to the avatar
     first_frame_at: float | None = None    # first frame of the reply shown, with its voice

@@ -34,7 +34,8 @@ class Turn:
 
 
 class History:
-    """The most recent turns that fit both `max_turns` and `max_tokens` (oldest dropped first)."""
+    """The most recent turns that fit both `max_turns` and `max_tokens`: when either is
+    exceeded, the oldest turns are dropped until half of each is left."""
 
     def __init__(self, max_turns: int, max_tokens: int):
         self.max_turns = max_turns
@@ -64,5 +65,13 @@ class History:
     def _add(self, turn: Turn) -> None:
         self._turns.append(turn)
         self._tokens += approx_tokens(turn.prompt_text)
-        while self._turns and (len(self._turns) > self.max_turns or self._tokens > self.max_tokens):
-            self._tokens -= approx_tokens(self._turns.popleft().prompt_text)
+        if self._over(self.max_turns, self.max_tokens):
+            # Trimmed to half of each bound, not just under it: the start of the prompt
+            # then stays the same for several turns, so the LLM server evaluates only the
+            # new turns (it reuses its context up to the first changed token) and re-reads
+            # the whole history (~1 s per 250 tokens on two cores) only when it is trimmed.
+            while self._turns and self._over((self.max_turns + 1) // 2, (self.max_tokens + 1) // 2):
+                self._tokens -= approx_tokens(self._turns.popleft().prompt_text)
+
+    def _over(self, turns: int, tokens: int) -> bool:
+        return len(self._turns) > turns or self._tokens > tokens

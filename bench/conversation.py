@@ -83,6 +83,7 @@ def main() -> None:
         ("VAD end of turn", [t.detected_at - t.user_end for t in replied]),
         ("ASR done", since_end("asr_s")),
         ("LLM first token", since_end("llm_first_token_s")),
+        ("LLM first clause (to TTS)", since_end("llm_first_clause_s")),
         ("TTS first audio", since_end("tts_first_audio_s")),
         ("first avatar frame + voice", [t.response_s for t in replied]),
     ]

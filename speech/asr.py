@@ -33,19 +33,22 @@ class ASR:
         self.model = WhisperModel(str(assets.whisper_dir(cfg.model)), device="cpu",
                                   compute_type=cfg.compute_type, cpu_threads=cfg.threads)
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """Transcribe mono float32 audio at 16 kHz (use speech.audio.prepare first)."""
+    def transcribe(self, audio: np.ndarray, *, words: bool = True) -> Transcript:
+        """Transcribe mono float32 audio at 16 kHz (use speech.audio.prepare first).
+        `words=False` skips the word-timing pass (~0.1 s of a ~0.55 s short turn) and
+        returns no `words`: for a reply, the text is all that is needed."""
         audio = np.asarray(audio, np.float32)
         seconds = len(audio) / ASR_RATE
         # Whisper hallucinates words into silence and sub-100 ms blips; don't ask it.
         if len(audio) < ASR_RATE // 10 or float(np.max(np.abs(audio))) < 1e-4:
             return Transcript("", (), seconds)
         segments, _ = self.model.transcribe(
-            audio, language="en", beam_size=self.cfg.beam_size, word_timestamps=True,
+            audio, language="en", beam_size=self.cfg.beam_size, word_timestamps=words,
             condition_on_previous_text=False, vad_filter=False)
-        words = tuple(Word(w.word.strip(), w.start, w.end, w.probability)
+        segments = list(segments)
+        timed = tuple(Word(w.word.strip(), w.start, w.end, w.probability)
                       for s in segments for w in (s.words or ()))
-        return Transcript(" ".join(w.text for w in words).strip(), words, seconds)
+        return Transcript(" ".join(" ".join(s.text.split()) for s in segments).strip(), timed, seconds)
 
 
 def normalize_words(text: str) -> list[str]:

@@ -8,8 +8,10 @@ make, so a cancel lands within a few tens of milliseconds.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 import numpy as np
@@ -39,12 +41,33 @@ def phonemes_from_alignment(alignments, rate: int) -> tuple[Phoneme, ...]:
     return tuple(out)
 
 
+def load_piper_voice(model: Path, config: Path, threads: int):
+    """Piper's own `PiperVoice.load`, with ONNX Runtime held to `threads` non-spinning
+    threads: on two cores its default pool spins against llama.cpp's threads, and a
+    first sentence that takes 0.2 s alone took 1 s while the LLM wrote the next one."""
+    import onnx
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+    from piper.patch_voice_with_alignment import add_alignment_output
+
+    graph = onnx.load(str(model))
+    add_alignment_output(graph)  # per-phoneme sample counts, for the avatar's visemes
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), sess_options=options,
+                                           providers=["CPUExecutionProvider"])
+    return PiperVoice(session=session, config=PiperConfig.from_dict(json.loads(config.read_text("utf-8"))))
+
+
 class TTS:
     def __init__(self, cfg: TTSConfig):
-        from piper import PiperVoice, SynthesisConfig
+        from piper import SynthesisConfig
         self.cfg = cfg
         model, config = assets.piper_voice(cfg.voice)
-        self.voice = PiperVoice.load(model, config, include_alignments=True)
+        self.voice = load_piper_voice(model, config, cfg.threads)
         self.sample_rate = self.voice.config.sample_rate
         self._syn = SynthesisConfig(length_scale=cfg.length_scale, volume=cfg.volume)
 

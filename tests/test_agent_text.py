@@ -99,19 +99,25 @@ def test_cleaner_holds_back_only_what_could_be_a_label():
 
 # ── history ──
 
-def test_history_is_bounded_by_turns():
-    h = History(max_turns=3, max_tokens=10_000)
-    for i in range(5):
+def test_history_is_bounded_by_turns_and_its_start_changes_only_when_trimmed():
+    h = History(max_turns=8, max_tokens=10_000)
+    firsts = []
+    for i in range(14):
         h.add_user(f"u{i}")
-    assert [t.text for t in h.turns] == ["u2", "u3", "u4"]
+        assert len(h.turns) <= 8
+        firsts.append(h.turns[0].text)
+    # trimmed to the newest 4 when the 9th turn came, then kept until the next overflow:
+    # the prompt's prefix (and the LLM server's evaluated context) survives 4 turns of 5
+    assert firsts == ["u0"] * 8 + ["u5"] * 5 + ["u10"]
+    assert [t.text for t in h.turns] == ["u10", "u11", "u12", "u13"]
 
 
 def test_history_is_bounded_by_tokens_oldest_first():
-    h = History(max_turns=100, max_tokens=3 * approx_tokens("x" * 40))
+    h = History(max_turns=100, max_tokens=4 * approx_tokens("x" * 40))
     for i in range(6):
         h.add_user(f"{i}" + "x" * 39)
+        assert h.tokens <= h.max_tokens
     assert [t.text[0] for t in h.turns] == ["3", "4", "5"]
-    assert h.tokens <= h.max_tokens
 
 
 def test_an_interrupted_reply_keeps_what_was_heard_and_is_marked():

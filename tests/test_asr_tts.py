@@ -15,6 +15,9 @@ def test_asr_transcribes_a_synthesized_sentence(asr, say):
     assert word_error_rate(SENTENCE, t.text) <= 0.10, t.text
     assert t.words and all(0 <= w.start <= w.end <= t.seconds + 0.1 for w in t.words)
     assert [w.start for w in t.words] == sorted(w.start for w in t.words)
+    assert " ".join(w.text for w in t.words) == t.text
+    quick = asr.transcribe(say(SENTENCE), words=False)  # what a reply needs: the text alone
+    assert quick.text == t.text and quick.words == ()
 
 
 def test_asr_on_silence_and_blips_returns_nothing(asr):
