@@ -4,7 +4,9 @@
         conv = make_conversation(stack, load_persona("ada"))
         blocks = await conv.step(mic_tick)
 
-Two-agent mode makes two conversations from one stack.
+Two-agent mode makes two conversations from one stack opened with `seats=2`: each
+persona has its own LLM (with the local model, its own server), so each keeps its own
+prompt evaluated instead of re-reading it whenever the other persona has spoken.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
 import numpy as np
@@ -32,13 +34,15 @@ class Stack:
     cfg: Config
     asr: object
     tts: object
-    llm: object | None = None       # TextLLM (cascade)
+    llms: list = field(default_factory=list)  # TextLLM per seat (cascade)
     omni: object | None = None      # OmniClient (omni)
 
 
 @contextlib.asynccontextmanager
-async def open_stack(cfg: Config, progress: Callable[[str], None] = log.info) -> AsyncIterator[Stack]:
-    """Load the speech models and start (or connect to) the LLM; stop it all on exit."""
+async def open_stack(cfg: Config, progress: Callable[[str], None] = log.info, *,
+                     seats: int = 1) -> AsyncIterator[Stack]:
+    """Load the speech models and start (or connect to) an LLM for each of `seats`
+    personas; stop it all on exit."""
     from speech.asr import ASR
     from speech.tts import TTS
     t = time.perf_counter()
@@ -52,12 +56,14 @@ async def open_stack(cfg: Config, progress: Callable[[str], None] = log.info) ->
             stack.omni = await exits.enter_async_context(OmniClient(cfg.omni))
         else:
             from agent.text_llm import TextLLM
-            server = None
+            servers = [None] * seats
             if cfg.llm.provider == "local":
                 from agent.llm_server import LocalLLMServer
-                progress("starting the local LLM server (Gemma 3 270M on llama.cpp)")
-                server = await exits.enter_async_context(LocalLLMServer.from_config(cfg.llm))
-            stack.llm = await exits.enter_async_context(TextLLM(cfg.llm, server=server))
+                progress("starting the local LLM server (Gemma 3 270M on llama.cpp)"
+                         + (f" for each of {seats} personas" if seats > 1 else ""))
+                servers = await asyncio.gather(*(exits.enter_async_context(LocalLLMServer.from_config(cfg.llm))
+                                                 for _ in range(seats)))
+            stack.llms = [await exits.enter_async_context(TextLLM(cfg.llm, server=s)) for s in servers]
         progress(f"ready in {time.perf_counter() - t:.1f} s")
         yield stack
 
@@ -75,10 +81,10 @@ def _prepare_avatar(cfg: Config) -> None:
         log.warning("avatar not prepared: %s", e)
 
 
-def make_brain(stack: Stack, persona: Persona) -> Brain:
+def make_brain(stack: Stack, persona: Persona, seat: int = 0) -> Brain:
     if stack.omni is not None:
         return OmniBrain(stack.omni, stack.tts, persona, SESSION_RATE, asr=stack.asr)
-    return CascadeBrain(stack.asr, stack.llm, stack.tts, persona, SESSION_RATE)
+    return CascadeBrain(stack.asr, stack.llms[seat], stack.tts, persona, SESSION_RATE)
 
 
 def reference_image(cfg: Config, persona: Persona) -> np.ndarray:
@@ -95,7 +101,7 @@ def make_backend(cfg: Config):
     return PortraitBackend(cfg.avatar.size, cfg.avatar.seed, cfg.avatar.allow_no_face)
 
 
-def make_conversation(stack: Stack, persona: Persona, backend=None) -> Conversation:
+def make_conversation(stack: Stack, persona: Persona, backend=None, seat: int = 0) -> Conversation:
     from avatar_engine.clocked import ClockedAvatar
     from avatar_engine.runtime import AvatarRuntime
     from speech.timeline import SpeakerTimeline
@@ -107,6 +113,6 @@ def make_conversation(stack: Stack, persona: Persona, backend=None) -> Conversat
     runtime = AvatarRuntime(backend, reference_image(cfg, persona), fps=cfg.avatar.fps, frames_per_block=frames,
                             sample_rate=SESSION_RATE, lookahead_blocks=cfg.avatar.lookahead_blocks,
                             listen_mask=timeline.mask)
-    return Conversation(cfg, make_brain(stack, persona), ClockedAvatar(runtime), rate=SESSION_RATE,
+    return Conversation(cfg, make_brain(stack, persona, seat), ClockedAvatar(runtime), rate=SESSION_RATE,
                         timeline=timeline)
 
