@@ -68,13 +68,14 @@ class LocalVoice:
     """Fixed lines (greeting, apology) in the local Piper voice, for every brain: an
     apology must reach the user even when the remote model is down."""
     tts: TTS
+    persona: Persona
     rate: int
 
     async def speak(self, text: str) -> AsyncIterator[Speech]:
         # The text rides on the first chunk only, so what was said can be rebuilt from
         # the chunks that were played.
         first = True
-        async with contextlib.aclosing(self.tts.astream(text)) as chunks:
+        async with contextlib.aclosing(self.tts.astream(text, pitch=self.persona.voice_pitch)) as chunks:
             async for chunk in chunks:
                 # phoneme times are in seconds, so they survive the change of rate
                 yield Speech(resample(chunk.audio, chunk.sample_rate, self.rate), text + " " if first else "",

@@ -3,14 +3,15 @@
     name: Ada                         # how the persona calls itself
     system_prompt: You are Ada, ...
     greeting: Hi, I'm Ada! ...
-    voice: {piper: en_US-joe-medium, omni: Chelsie}   # cascade TTS voice / omni voice
+    voice: {piper: en_US-joe-medium, pitch: 3, omni: Chelsie}   # cascade TTS voice, its
+                                      # pitch in semitones (-6 … 6, optional) / omni voice
     image: astronaut                  # or a path relative to prompts/
     examples:                         # few-shot turns: base models learn the style here
       - {user: ..., assistant: ...}
 
 A persona also owns how its conversation is shown to a model: `chat_messages` for chat
 APIs, `completion_prompt` (a few-shot `User:/Assistant:` transcript) for base models. The
-persona text comes first and never changes, so llama.cpp's prompt cache reuses it.
+persona text comes first and never changes, so llama.cpp reuses its evaluated context.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from agent.history import History
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 ASTRONAUT = "astronaut"
 USER_LABEL, AGENT_LABEL = "User:", "Assistant:"
+# Beyond half an octave the shifted voice starts to sound like a cartoon.
+MAX_PITCH = 6
 
 
 class PersonaError(ValueError):
@@ -44,6 +47,7 @@ class Persona:
     greeting: str
     piper_voice: str
     omni_voice: str | None   # None: use omni.voice from the config
+    voice_pitch: float       # semitones: one bundled Piper voice, several personas
     image: str               # "astronaut" or an absolute path
     examples: tuple[Example, ...] = ()
 
@@ -109,8 +113,13 @@ def load_persona(name_or_path: str | Path, prompts_dir: Path = PROMPTS_DIR) -> P
 
     name, system_prompt, greeting = (text(raw, key, key) for key in ("name", "system_prompt", "greeting"))
     voice = raw.get("voice")
-    if not isinstance(voice, dict) or set(voice) - {"piper", "omni"}:
-        raise PersonaError(f"{where}: voice must be a mapping with keys piper and omni (optional), got {voice!r}")
+    if not isinstance(voice, dict) or set(voice) - {"piper", "pitch", "omni"}:
+        raise PersonaError(f"{where}: voice must be a mapping with keys piper, pitch and omni (optional), "
+                           f"got {voice!r}")
+    pitch = voice.get("pitch", 0)
+    if isinstance(pitch, bool) or not isinstance(pitch, (int, float)) or not -MAX_PITCH <= pitch <= MAX_PITCH:
+        raise PersonaError(f"{where}: voice.pitch must be a number of semitones in [-{MAX_PITCH}, {MAX_PITCH}], "
+                           f"got {pitch!r}")
     examples = raw.get("examples") or []
     if not isinstance(examples, list):
         raise PersonaError(f"{where}: examples must be a list of {{user, assistant}} pairs")
@@ -127,6 +136,7 @@ def load_persona(name_or_path: str | Path, prompts_dir: Path = PROMPTS_DIR) -> P
         greeting=greeting,
         piper_voice=text(voice, "piper", "voice.piper"),
         omni_voice=text(voice, "omni", "voice.omni", required=False),
+        voice_pitch=float(pitch),
         image=_image(raw.get("image", ASTRONAUT), path.parent, where),
         examples=tuple(pairs),
     )

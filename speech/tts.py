@@ -8,6 +8,7 @@ make, so a cancel lands within a few tens of milliseconds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass
@@ -71,31 +72,39 @@ class TTS:
         self.sample_rate = self.voice.config.sample_rate
         self._syn = SynthesisConfig(length_scale=cfg.length_scale, volume=cfg.volume)
 
-    def stream(self, text: str, cancel: threading.Event | None = None) -> Iterator[SpeechChunk]:
-        """Sentences of `text` as they are synthesized; stops early once `cancel` is set."""
-        for chunk in self.voice.synthesize(text, self._syn, include_alignments=True):
+    def stream(self, text: str, cancel: threading.Event | None = None, *,
+               pitch: float = 0.0) -> Iterator[SpeechChunk]:
+        """Sentences of `text` as they are synthesized; stops early once `cancel` is set.
+
+        `pitch` (semitones) gives one bundled voice several: the sentence is spoken
+        `factor` times slower and labelled `factor` times the voice's rate, so it plays
+        back as long as before, higher (or lower) by `pitch` semitones."""
+        factor = 2 ** (pitch / 12)
+        syn = self._syn if pitch == 0 else dataclasses.replace(self._syn, length_scale=self.cfg.length_scale * factor)
+        rate = round(self.sample_rate * factor)
+        for chunk in self.voice.synthesize(text, syn, include_alignments=True):
             if cancel is not None and cancel.is_set():
                 return
             audio = chunk.audio_float_array
-            phonemes = phonemes_from_alignment(chunk.phoneme_alignments or (), self.sample_rate)
-            yield SpeechChunk(audio, self.sample_rate, phonemes)
+            phonemes = phonemes_from_alignment(chunk.phoneme_alignments or (), rate)
+            yield SpeechChunk(audio, rate, phonemes)
 
-    def synthesize(self, text: str) -> SpeechChunk:
+    def synthesize(self, text: str, *, pitch: float = 0.0) -> SpeechChunk:
         """All of `text` as one chunk (fixtures, tests, benchmarks)."""
-        parts = list(self.stream(text))
+        parts = list(self.stream(text, pitch=pitch))
         if not parts:
             return SpeechChunk(np.zeros(0, np.float32), self.sample_rate, ())
         phonemes, offset = [], 0.0
         for p in parts:
             phonemes += [Phoneme(ph.symbol, ph.start + offset, ph.end + offset) for ph in p.phonemes]
             offset += p.seconds
-        return SpeechChunk(np.concatenate([p.audio for p in parts]), self.sample_rate, tuple(phonemes))
+        return SpeechChunk(np.concatenate([p.audio for p in parts]), parts[0].sample_rate, tuple(phonemes))
 
-    async def astream(self, text: str) -> AsyncIterator[SpeechChunk]:
+    async def astream(self, text: str, *, pitch: float = 0.0) -> AsyncIterator[SpeechChunk]:
         """Async `stream`: each sentence is made in a worker thread; cancelling the
         consuming task stops synthesis after the sentence in progress."""
         cancel = threading.Event()
-        it = self.stream(text, cancel)
+        it = self.stream(text, cancel, pitch=pitch)
         done = object()
         try:
             while True:

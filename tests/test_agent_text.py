@@ -137,6 +137,8 @@ def test_three_distinct_personas_ship():
     personas = [load_persona(i) for i in ids]
     assert len({p.system_prompt for p in personas}) == len({p.name for p in personas}) == len(ids)
     assert len({p.omni_voice for p in personas}) == len(ids)
+    # one bundled Piper voice, told apart by pitch
+    assert len({(p.piper_voice, p.voice_pitch) for p in personas}) == len(ids)
     for p in personas:
         assert p.greeting and p.piper_voice and p.image == ASTRONAUT and len(p.examples) >= 2
 
@@ -164,6 +166,8 @@ def test_completion_prompt_is_a_few_shot_transcript_with_a_stable_prefix():
     ("name: X\n", "x.yaml: system_prompt must be a non-empty string, got None"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: joe\n", "x.yaml: voice must be a mapping"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v}\nmood: happy\n", "x.yaml: unknown key 'mood'"),
+    ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v, pitch: 9}\n",
+     "x.yaml: voice.pitch must be a number of semitones in [-6, 6], got 9"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v}\nimage: nope.png\n", "x.yaml: image nope.png not found"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v}\nexamples: [{user: hi}]\n",
      "x.yaml: examples[0] must have exactly the keys user and assistant"),

@@ -3,6 +3,7 @@ import asyncio
 import threading
 
 import numpy as np
+import pytest
 
 from speech.asr import word_error_rate
 from speech.audio import resample
@@ -77,3 +78,41 @@ def test_tts_speech_is_understood_by_asr(tts, asr):
     c = tts.synthesize("Good morning, my name is Ada.")
     text = asr.transcribe(resample(c.audio, c.sample_rate, 16000)).text
     assert word_error_rate("Good morning, my name is Ada.", text) <= 0.2, text
+
+
+def median_f0(audio: np.ndarray, rate: int) -> float:
+    """Median pitch of the voiced 40 ms frames, by autocorrelation (60-400 Hz)."""
+    n, lo, hi = int(0.04 * rate), int(rate / 400), int(rate / 60)
+    loud = np.percentile(np.abs(audio), 90) * 0.3
+    f0 = []
+    for start in range(0, len(audio) - n, n // 2):
+        x = audio[start:start + n] - audio[start:start + n].mean()
+        if np.abs(x).max() < loud:
+            continue
+        ac = np.correlate(x, x, "full")[n - 1:]
+        lag = lo + int(np.argmax(ac[lo:hi]))
+        if ac[lag] > 0.5 * ac[0]:               # clearly periodic: voiced
+            f0.append(rate / lag)
+    return float(np.median(f0))
+
+
+@pytest.mark.parametrize("semitones", [3, -2])
+def test_a_persona_pitch_shifts_the_voice_but_not_its_pace_or_words(tts, asr, semitones):
+    text = "Good morning, my name is Ada. I like the stars and the sea."
+
+    def voice(pitch: float) -> tuple[float, float, np.ndarray]:
+        """Mean F0 and duration over 5 renditions (Piper samples its prosody: F0 varies
+        by ~2.5 % between renditions), and the last clip."""
+        f0, seconds = [], []
+        for _ in range(5):
+            c = tts.synthesize(text, pitch=pitch)
+            clip = resample(c.audio, c.sample_rate, 16000)   # as the conversation plays it
+            assert abs(c.phonemes[-1].end - c.seconds) < 1 / 25  # timings still tile the audio
+            f0.append(median_f0(clip, 16000))
+            seconds.append(c.seconds)
+        return float(np.mean(f0)), float(np.mean(seconds)), clip
+
+    (f0_plain, s_plain, _), (f0, s, clip) = voice(0), voice(semitones)
+    assert abs(f0 / f0_plain - 2 ** (semitones / 12)) < 0.06, (f0, f0_plain)
+    assert abs(s / s_plain - 1) < 0.12, (s, s_plain)          # spoken at about the same pace
+    assert word_error_rate(text, asr.transcribe(clip).text) <= 0.2
