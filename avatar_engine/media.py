@@ -5,6 +5,7 @@ one timeline, so a recording of any length is written incrementally in constant 
 """
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -66,13 +67,15 @@ class MP4Writer:
         self.close()
 
 
-def read_mp4(path: str | Path) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """(frames (n, H, W, 3) uint8, mono float32 audio, audio rate, video fps) of a file."""
+def read_mp4(path: str | Path, max_seconds: float = float("inf")) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """(frames (n, H, W, 3) uint8, mono float32 audio, audio rate, video fps) of a file,
+    or of its first `max_seconds`."""
     with av.open(str(path)) as f:
-        vs = f.streams.video[0]
-        frames = np.stack([fr.to_ndarray(format="rgb24") for fr in f.decode(vs)])
+        frames = np.stack([fr.to_ndarray(format="rgb24")
+                           for fr in itertools.takewhile(lambda fr: (fr.time or 0.0) < max_seconds, f.decode(f.streams.video[0]))])
     with av.open(str(path)) as f:
-        chunks = [fr.to_ndarray().mean(axis=0) for fr in f.decode(f.streams.audio[0])]
+        chunks = [fr.to_ndarray().mean(axis=0)
+                  for fr in itertools.takewhile(lambda fr: (fr.time or 0.0) < max_seconds, f.decode(f.streams.audio[0]))]
         rate = f.streams.audio[0].rate
         fps = float(f.streams.video[0].average_rate)
     return frames, np.concatenate(chunks).astype(np.float32), rate, fps

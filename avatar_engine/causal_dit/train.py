@@ -16,8 +16,9 @@ DMD / self-forcing distillation from a many-step teacher, adversarial refinement
 it trains a small model from scratch.
 
     python -m avatar_engine.causal_dit.train --synthetic --out tiny.safetensors
-    python -m avatar_engine.causal_dit.train --clip clip.npz --out model.safetensors
-      (clip.npz: video (T, H, W, 3) uint8 at 25 fps, audio (T·640,) float32 16 kHz,
+    python -m avatar_engine.causal_dit.train --clip talk.mp4 --size 32 --seconds 8 --out model.safetensors
+      (any video with sound PyAV reads, cropped and scaled; the talk mask from the VAD;
+       or clip.npz: video (T, H, W, 3) uint8 at 25 fps, audio (T·640,) float32 16 kHz,
        optional mask (T,) uint8)
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 
 from .audio import AudioFeatureStream, SAMPLE_RATE, WhisperEncoder, mask_gates
 from .checkpoint import save_checkpoint
+from .clips import ClipError, load_clip
 from .model import CausalDiT, preset
 from .sampler import shifted_sigmas
 from .sequence import BlockCausalContext
@@ -186,9 +188,12 @@ def train_on_clip(frames, talk_audio, listen_audio, mask, cfg: TrainConfig, enco
 def main(argv=None):
     p = argparse.ArgumentParser(description="Train a small causal_dit on one clip.")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--clip", help="npz with video (T,H,W,3) uint8, audio (samples,) float32 16 kHz, optional mask")
+    src.add_argument("--clip", help="a video with sound (.mp4, .mkv, .mov, …), or an .npz with video (T,H,W,3) "
+                                    "uint8 at 25 fps, audio (samples,) float32 16 kHz, optional mask")
     src.add_argument("--synthetic", action="store_true", help="a generated 32×32 talking clip")
     p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
+    p.add_argument("--size", type=int, default=32, help="a video clip is scaled to size × size")
+    p.add_argument("--seconds", type=float, default=8.0, help="train on at most this much of the clip")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--dit-steps", type=int, default=1500)
     p.add_argument("--vae-steps", type=int, default=600)
@@ -202,9 +207,13 @@ def main(argv=None):
         from .synthetic import talking_clip
         frames, audio, mask = talking_clip(48)
     else:
-        data = np.load(args.clip)
-        frames, audio = data["video"], data["audio"].astype(np.float32)
-        mask = data["mask"] if "mask" in data else np.ones(len(frames), np.uint8)
+        block = cfg.stream.frames_per_block * preset(cfg.preset).frames_per_latent
+        try:
+            frames, audio, mask = load_clip(args.clip, size=args.size, seconds=args.seconds, block=block)
+        except ClipError as e:
+            raise SystemExit(f"error: {e}") from None
+        print(f"clip: {len(frames)} frames of {frames.shape[2]}×{frames.shape[1]}, "
+              f"talking in {int((mask > 0).sum())} of them")
     model, vae, _ = train_on_clip(frames, audio, np.zeros_like(audio), mask, cfg)
     save_checkpoint(args.out, model, vae, cfg.stream)
     print(f"saved {args.out}")
