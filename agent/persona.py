@@ -10,7 +10,7 @@
       - {user: ..., assistant: ...}
 
 A persona also owns how its conversation is shown to a model: `chat_messages` for chat
-APIs, `completion_prompt` (a few-shot `User:/Assistant:` transcript) for base models. The
+APIs, `completion_prompt` (a few-shot `User:/Ada:` transcript) for base models. The
 persona text comes first and never changes, so llama.cpp reuses its evaluated context.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from agent.history import History
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 ASTRONAUT = "astronaut"
-USER_LABEL, AGENT_LABEL = "User:", "Assistant:"
+USER_LABEL = "User:"
 # Beyond half an octave the shifted voice starts to sound like a cartoon.
 MAX_PITCH = 6
 
@@ -62,15 +62,22 @@ class Persona:
                                  "content": turn.prompt_text})
         return messages
 
+    @property
+    def agent_label(self) -> str:
+        """The persona's lines in a base-model transcript: its own name, as the system
+        prompt describes a conversation with it. With a generic `Assistant:` the model
+        tended to begin its line with the name (`Juno: …`), or answer with the name alone."""
+        return f"{self.name}:"
+
     def completion_prompt(self, history: History, user_text: str) -> str:
         """A transcript for a base model, ending where the agent's next line begins."""
         lines = [self.system_prompt.strip(), ""]
         for ex in self.examples:
-            lines += [f"{USER_LABEL} {ex.user}", f"{AGENT_LABEL} {ex.assistant}"]
+            lines += [f"{USER_LABEL} {ex.user}", f"{self.agent_label} {ex.assistant}"]
         for turn in history.turns:
             if turn.prompt_text:
-                lines.append(f"{USER_LABEL if turn.role == 'user' else AGENT_LABEL} {turn.prompt_text}")
-        lines += [f"{USER_LABEL} {user_text.strip()}", AGENT_LABEL]
+                lines.append(f"{USER_LABEL if turn.role == 'user' else self.agent_label} {turn.prompt_text}")
+        lines += [f"{USER_LABEL} {user_text.strip()}", self.agent_label]
         return "\n".join(lines)
 
 

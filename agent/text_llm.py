@@ -2,7 +2,7 @@
 
 Two request shapes, chosen by `llm.api`:
 - `chat`: /v1/chat/completions with the persona's system prompt and history;
-- `completions`: /v1/completions with a few-shot `User:/Assistant:` transcript and stop
+- `completions`: /v1/completions with a few-shot `User:/Ada:` transcript and stop
   strings, for base models without a chat template (the bundled Gemma 3 270M).
 
     llm = TextLLM(cfg.llm, server=server)          # or base_url=... for a hosted endpoint
@@ -23,12 +23,14 @@ from agent.events import (FailureKind, LLMError, ReplyDone, ReplyEvent, ReplyFai
                           TextDelta)
 from agent.history import History
 from agent.llm_server import LLMServerError, LocalLLMServer
-from agent.persona import AGENT_LABEL, USER_LABEL, Persona
+from agent.persona import USER_LABEL, Persona
 from agent.streaming import Endpoint, first_choice, mapping_at, string_at
 
-# A base model continues the transcript after its line: cut it at the next speaker label
-# or paragraph break. (OpenAI-compatible APIs accept at most 4 stop strings.)
-BASE_MODEL_STOPS = ["\n" + USER_LABEL, "\n" + AGENT_LABEL, "\n\n", USER_LABEL]
+
+def base_model_stops(persona: Persona) -> list[str]:
+    """A base model continues the transcript after its line: cut it at the next speaker
+    label or paragraph break. (OpenAI-compatible APIs accept at most 4 stop strings.)"""
+    return ["\n" + USER_LABEL, "\n" + persona.agent_label, "\n\n", USER_LABEL]
 
 
 class TextLLM:
@@ -66,7 +68,7 @@ class TextLLM:
                       temperature=self.cfg.temperature)
         if self.cfg.api == "completions":
             request = client.completions.with_streaming_response.create
-            params = dict(common, prompt=persona.completion_prompt(history, user_text), stop=BASE_MODEL_STOPS)
+            params = dict(common, prompt=persona.completion_prompt(history, user_text), stop=base_model_stops(persona))
         else:
             request = client.chat.completions.with_streaming_response.create
             params = dict(common, messages=[*persona.chat_messages(history),
@@ -75,7 +77,7 @@ class TextLLM:
         finish_reason = "stop"
         # A second try only when the embedded server died under the first, before any text.
         for attempt in range(2 if self.server else 1):
-            cleaner = BaseModelCleaner() if self.cfg.api == "completions" else None
+            cleaner = BaseModelCleaner(persona.agent_label) if self.cfg.api == "completions" else None
             if self.server:
                 try:
                     await self.server.wait_ready()
@@ -111,14 +113,15 @@ class TextLLM:
 class BaseModelCleaner:
     """Streaming cleanup of a base model's transcript continuation.
 
-    Drops a repeated `Assistant:` label at the start and ends the reply at the next
+    Drops a repeated agent label (`Ada:`) at the start and ends the reply at the next
     speaker label, in case the server did not apply the stop strings (some do not match
     across token boundaries). Text that might be the start of a label, and whitespace
     before it, is held back until the next delta shows whether it is one.
     """
 
-    def __init__(self, labels: tuple[str, ...] = (USER_LABEL, AGENT_LABEL)):
-        self.labels = labels
+    def __init__(self, agent_label: str):
+        self.agent_label = agent_label
+        self.labels = (USER_LABEL, agent_label)
         self._held = ""
         self._started = False
         self._stopped = False
@@ -130,10 +133,10 @@ class BaseModelCleaner:
         if not self._started:
             buf = buf.lstrip()
             if any(label.startswith(buf) for label in self.labels) and buf:
-                self._held = buf  # could still become "Assistant:"
+                self._held = buf  # could still become "Ada:"
                 return ""
-            if buf.startswith(AGENT_LABEL):
-                buf = buf[len(AGENT_LABEL):].lstrip()
+            if buf.startswith(self.agent_label):
+                buf = buf[len(self.agent_label):].lstrip()
             self._started = bool(buf)
         cut = min((i for i in (buf.find(label) for label in self.labels) if i >= 0), default=-1)
         if cut >= 0:

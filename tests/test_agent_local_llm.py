@@ -25,7 +25,7 @@ import pytest
 from agent.events import FailureKind, ReplyDone, ReplyFailed, Sentence, TextDelta
 from agent.history import History
 from agent.llm_server import LLMServerError, LocalLLMServer
-from agent.persona import AGENT_LABEL, USER_LABEL, load_persona
+from agent.persona import USER_LABEL, load_persona
 from agent.text_llm import TextLLM, sentences
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def test_reply_streams_cleaned_text_from_gemma(loop, server, llm_cfg, make_llm):
     assert isinstance(done, ReplyDone), done
     assert len(deltas) >= 3 and done.text == "".join(deltas).strip() and len(done.text) > 10
     # A base model's continuation, cleaned: no role labels, a single paragraph.
-    assert USER_LABEL not in done.text and AGENT_LABEL not in done.text and "\n\n" not in done.text
+    assert USER_LABEL not in done.text and "Ada:" not in done.text and "\n\n" not in done.text
 
 
 def test_sentences_reach_tts_before_the_reply_ends(loop, server, llm_cfg, make_llm):

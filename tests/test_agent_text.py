@@ -74,15 +74,16 @@ def test_the_end_of_a_reply_decides_about_the_last_fragment(end, said):
 # ── base-model cleanup ──
 
 def clean(pieces: list[str]) -> str:
-    cleaner = BaseModelCleaner()
+    cleaner = BaseModelCleaner("Ada:")
     return "".join(cleaner.feed(p) for p in pieces) + cleaner.finish()
 
 
 @pytest.mark.parametrize("pieces, expected", [
     ([" Hello", " there."], "Hello there."),
-    (["Assis", "tant: Hi", "!"], "Hi!"),                                   # repeated label dropped
+    (["Ad", "a: Hi", "!"], "Hi!"),                                         # repeated label dropped
     ([" Sure.", "\nUs", "er: and me?"], "Sure."),                          # next turn cut
-    ([" Sure. Assistant: more"], "Sure."),
+    ([" Sure. Ada: more"], "Sure."),
+    ([" I'm Ada, hi."], "I'm Ada, hi."),                                   # the name is not a label
     ([" I like Us", "ers of tools."], "I like Users of tools."),           # held back, then released
     ([" Ends with Us"], "Ends with Us"),
     (["  ", " "], ""),
@@ -92,7 +93,7 @@ def test_base_model_cleaner(pieces, expected):
 
 
 def test_cleaner_holds_back_only_what_could_be_a_label():
-    cleaner = BaseModelCleaner()
+    cleaner = BaseModelCleaner("Ada:")
     assert cleaner.feed(" Hi. U") == "Hi."
     assert cleaner.feed("p we go") == " Up we go"
 
@@ -154,12 +155,12 @@ def test_completion_prompt_is_a_few_shot_transcript_with_a_stable_prefix():
     h.add_user("Hi")
     h.add_agent("Hello!", interrupted=True)
     second = ada.completion_prompt(h, "Why?")
-    assert first.endswith("\nUser: Hi\nAssistant:")
-    assert second.endswith("\nUser: Hi\nAssistant: Hello! [interrupted]\nUser: Why?\nAssistant:")
-    # Everything before the turns is identical: the server's prompt cache reuses it.
+    assert first.endswith("\nUser: Hi\nAda:")
+    assert second.endswith("\nUser: Hi\nAda: Hello! [interrupted]\nUser: Why?\nAda:")
+    # Everything before the turns is identical: the server reuses what it evaluated.
     prefix = first[:first.rindex("User: Hi")]
     assert second.startswith(prefix) and ada.system_prompt in prefix
-    assert prefix.count("User: ") == prefix.count("Assistant: ") == len(ada.examples)
+    assert prefix.count("User: ") == prefix.count("Ada: ") == len(ada.examples)
 
 
 @pytest.mark.parametrize("yaml_text, message", [
