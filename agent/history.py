@@ -70,8 +70,13 @@ class History:
             # then stays the same for several turns, so the LLM server evaluates only the
             # new turns (it reuses its context up to the first changed token) and re-reads
             # the whole history (~1 s per 250 tokens on two cores) only when it is trimmed.
-            while self._turns and self._over((self.max_turns + 1) // 2, (self.max_tokens + 1) // 2):
-                self._tokens -= approx_tokens(self._turns.popleft().prompt_text)
+            while len(self._turns) > 1 and self._over((self.max_turns + 1) // 2, (self.max_tokens + 1) // 2):
+                self._drop_oldest()
+            if self._over(self.max_turns, self.max_tokens):  # the new turn alone is too long
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        self._tokens -= approx_tokens(self._turns.popleft().prompt_text)
 
     def _over(self, turns: int, tokens: int) -> bool:
         return len(self._turns) > turns or self._tokens > tokens

@@ -65,7 +65,7 @@ class LocalLLMServer:
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.start_timeout_s = start_timeout_s
-        self.verbose = verbose  # llama.cpp's per-request timings and cache hits, in the log
+        self.verbose = verbose  # llama.cpp's per-request timings and prefix reuse, in the log
         self.log_path = Path(tempfile.mkstemp(prefix="llama-server-", suffix=".log")[1])
         self._proc: subprocess.Popen | None = None
         self._ready = asyncio.Event()

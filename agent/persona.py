@@ -119,6 +119,8 @@ def load_persona(name_or_path: str | Path, prompts_dir: Path = PROMPTS_DIR) -> P
         return value.strip()
 
     name, system_prompt, greeting = (text(raw, key, key) for key in ("name", "system_prompt", "greeting"))
+    if ":" in name or f"{name}:" == USER_LABEL:  # it labels the persona's lines in a transcript
+        raise PersonaError(f"{where}: name must not contain ':' or be 'User', got {name!r}")
     voice = raw.get("voice")
     if not isinstance(voice, dict) or set(voice) - {"piper", "pitch", "omni"}:
         raise PersonaError(f"{where}: voice must be a mapping with keys piper, pitch and omni (optional), "

@@ -61,8 +61,10 @@ async def open_stack(cfg: Config, progress: Callable[[str], None] = log.info, *,
                 from agent.llm_server import LocalLLMServer
                 progress("starting the local LLM server (Gemma 3 270M on llama.cpp)"
                          + (f" for each of {seats} personas" if seats > 1 else ""))
-                servers = await asyncio.gather(*(exits.enter_async_context(LocalLLMServer.from_config(cfg.llm))
-                                                 for _ in range(seats)))
+                # One after another: each takes its port before the next picks one. A
+                # fixed llm.port is the first seat's; the others take free ports.
+                servers = [await exits.enter_async_context(LocalLLMServer.from_config(cfg.llm, **({"port": 0} if i else {})))
+                           for i in range(seats)]
             stack.llms = [await exits.enter_async_context(TextLLM(cfg.llm, server=s)) for s in servers]
         progress(f"ready in {time.perf_counter() - t:.1f} s")
         yield stack

@@ -5,7 +5,6 @@ one timeline, so a recording of any length is written incrementally in constant 
 """
 from __future__ import annotations
 
-import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -67,15 +66,26 @@ class MP4Writer:
         self.close()
 
 
-def read_mp4(path: str | Path, max_seconds: float = float("inf")) -> tuple[np.ndarray, np.ndarray, int, float]:
-    """(frames (n, H, W, 3) uint8, mono float32 audio, audio rate, video fps) of a file,
-    or of its first `max_seconds`."""
+def read_mp4(path: str | Path) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """(frames (n, H, W, 3) uint8, mono float32 audio, audio rate, video fps) of a file."""
     with av.open(str(path)) as f:
-        frames = np.stack([fr.to_ndarray(format="rgb24")
-                           for fr in itertools.takewhile(lambda fr: (fr.time or 0.0) < max_seconds, f.decode(f.streams.video[0]))])
+        frames = np.stack([fr.to_ndarray(format="rgb24") for fr in f.decode(f.streams.video[0])])
+        fps, rate = float(f.streams.video[0].average_rate), f.streams.audio[0].rate
+    return frames, read_audio(path, rate), rate, fps
+
+
+def read_audio(path: str | Path, rate: int, max_seconds: float = float("inf")) -> np.ndarray:
+    """A file's first audio stream as mono float32 at `rate`, whatever its sample format
+    (planar or packed, float or integer) and channel layout; at most `max_seconds`."""
+    # planar float keeps the channels apart; their mean is the mono signal (FFmpeg's own
+    # downmix would add 3 dB)
+    resampler = av.AudioResampler(format="fltp", rate=rate)
+    chunks = []
     with av.open(str(path)) as f:
-        chunks = [fr.to_ndarray().mean(axis=0)
-                  for fr in itertools.takewhile(lambda fr: (fr.time or 0.0) < max_seconds, f.decode(f.streams.audio[0]))]
-        rate = f.streams.audio[0].rate
-        fps = float(f.streams.video[0].average_rate)
-    return frames, np.concatenate(chunks).astype(np.float32), rate, fps
+        for frame in f.decode(f.streams.audio[0]):
+            if frame.time is not None and frame.time >= max_seconds:
+                break
+            chunks += [out.to_ndarray().mean(axis=0) for out in resampler.resample(frame)]
+    chunks += [out.to_ndarray().mean(axis=0) for out in resampler.resample(None)]
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return audio[:int(max_seconds * rate)] if max_seconds < float("inf") else audio

@@ -8,6 +8,7 @@ make, so a cancel lands within a few tens of milliseconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import threading
@@ -53,7 +54,8 @@ def load_piper_voice(model: Path, config: Path, threads: int):
     from piper.patch_voice_with_alignment import add_alignment_output
 
     graph = onnx.load(str(model))
-    add_alignment_output(graph)  # per-phoneme sample counts, for the avatar's visemes
+    with contextlib.suppress(ValueError):  # raised when the voice file already has the output
+        add_alignment_output(graph)        # per-phoneme sample counts, for the avatar's visemes
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -221,9 +221,9 @@ def run(args, result: dict, app_pid: int, app_log: Path) -> None:
             button.click()  # Stop
             result["state_after_stop"] = page.locator("#call-state").get_attribute("data-state")
             result["pc_after_stop"] = page.evaluate("__probe.pcs.at(-1).connectionState")
+            t = time.monotonic()
             page.wait_for_timeout(1000)  # an update still on its way must not relabel the stopped call
             result["state_1s_after_stop"] = page.locator("#call-state").get_attribute("data-state")
-            t = time.monotonic()
             wait_for("the server closing the call", lambda: "call closed" in app_log.read_text(), 15)
             result["server_closed_call_s"] = time.monotonic() - t
             result["server_call_log"] = next(ln for ln in app_log.read_text().splitlines() if "call closed" in ln)

@@ -1,5 +1,5 @@
 """The text path against the REAL embedded llama.cpp server with the bundled Gemma, and the
-server's lifecycle: start, prompt cache, a taken port, a killed process, exit on signals.
+server's lifecycle: start, prompt prefix reuse, a taken port, a killed process, exit on signals.
 
 The server is started once for the module (a model load takes a few seconds on 2 cores);
 every test drives it on the same event loop, as the app does.

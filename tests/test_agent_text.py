@@ -113,6 +113,15 @@ def test_history_is_bounded_by_turns_and_its_start_changes_only_when_trimmed():
     assert [t.text for t in h.turns] == ["u10", "u11", "u12", "u13"]
 
 
+def test_a_long_new_turn_is_kept_while_it_fits_the_bound():
+    h = History(max_turns=100, max_tokens=80)
+    h.add_user("hi")
+    h.add_agent("x" * 300)                 # 79 tokens: over half the budget, within it
+    assert [t.text for t in h.turns] == ["x" * 300]
+    h.add_user("y" * 500)                  # alone over the budget: not kept
+    assert h.turns == () and h.tokens == 0
+
+
 def test_history_is_bounded_by_tokens_oldest_first():
     h = History(max_turns=100, max_tokens=4 * approx_tokens("x" * 40))
     for i in range(6):
@@ -167,6 +176,8 @@ def test_completion_prompt_is_a_few_shot_transcript_with_a_stable_prefix():
     ("name: X\n", "x.yaml: system_prompt must be a non-empty string, got None"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: joe\n", "x.yaml: voice must be a mapping"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v}\nmood: happy\n", "x.yaml: unknown key 'mood'"),
+    ("name: 'Dr: X'\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v}\n",
+     "x.yaml: name must not contain ':' or be 'User', got 'Dr: X'"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v, pitch: 9}\n",
      "x.yaml: voice.pitch must be a number of semitones in [-6, 6], got 9"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v}\nimage: nope.png\n", "x.yaml: image nope.png not found"),

@@ -70,9 +70,36 @@ def test_an_unusable_file_is_one_clear_line(tmp_path, content, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
-def test_a_clip_shorter_than_a_block_is_refused(tmp_path, tts):
+def test_a_clip_shorter_than_a_block_is_refused(tmp_path):
     path = tmp_path / "short.mp4"
     with MP4Writer(path, 25, 32, 32, SR) as writer:
         writer.write(np.zeros((5, 32, 32, 3), np.uint8), np.zeros(5 * SR // 25, np.float32))
     with pytest.raises(ClipError, match="shorter than one block"):
         load_clip(path, size=32, seconds=8, block=BLOCK)
+
+
+def test_packed_integer_stereo_sound_is_read_at_its_true_level(tmp_path):
+    """PCM s16 stereo in Matroska (packed samples, 44.1 kHz, 30 fps): one mono signal at
+    the right level and length, not two channels interleaved or integers clipped."""
+    import av
+    path, rate, seconds = tmp_path / "clip.mkv", 44100, 2.0
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate) * 32767).astype(np.int16)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=30)
+        video.width = video.height = 32
+        video.pix_fmt = "yuv420p"
+        audio = out.add_stream("pcm_s16le", rate=rate, layout="stereo")
+        for i in range(int(seconds * 30)):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 4 % 256, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        for start in range(0, len(tone), 1024):
+            piece = tone[start:start + 1024]
+            frame = av.AudioFrame.from_ndarray(np.repeat(piece, 2)[None], format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = rate, start
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode())
+    frames, sound, _ = load_clip(path, size=16, seconds=8, block=BLOCK)
+    assert len(frames) == 48 and len(sound) == 48 * SR // 25
+    assert 0.45 < np.abs(sound).max() < 0.55 and abs(np.sqrt(np.mean(sound ** 2)) - 0.5 / np.sqrt(2)) < 0.03

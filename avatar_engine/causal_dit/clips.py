@@ -30,37 +30,48 @@ def load_clip(path: str | Path, *, size: int, seconds: float, block: int) -> tup
     if not path.is_file():
         raise ClipError(f"{path}: no such file")
     frames, audio, mask = _load_npz(path) if path.suffix == ".npz" else _load_video(path, size, seconds)
-    usable = min(len(frames), len(audio) * FPS // SAMPLE_RATE, int(seconds * FPS)) // block * block
+    with_sound = min(len(frames), len(audio) * FPS // SAMPLE_RATE)
+    usable = min(with_sound, int(seconds * FPS)) // block * block
     if usable == 0:
-        raise ClipError(f"{path}: {len(frames) / FPS:.2f} s is shorter than one block "
-                        f"({block / FPS:.2f} s of video with sound)")
+        raise ClipError(f"{path}: {with_sound / FPS:.2f} s of video with sound is shorter than one block "
+                        f"({block / FPS:.2f} s)")
     return frames[:usable], audio[:usable * SAMPLE_RATE // FPS], mask[:usable]
 
 
 def _load_npz(path: Path):
     try:
-        data = np.load(path)
-        frames, audio = data["video"], data["audio"].astype(np.float32)
+        with np.load(path) as data:
+            frames, audio = data["video"], data["audio"].astype(np.float32)
+            mask = data["mask"] if "mask" in data else np.full(len(frames), TALK_BIT, np.uint8)
     except (OSError, ValueError, KeyError) as e:
         raise ClipError(f"{path}: not a clip .npz with 'video' (T,H,W,3) uint8 and 'audio' 16 kHz ({e})") from None
-    mask = data["mask"] if "mask" in data else np.full(len(frames), TALK_BIT, np.uint8)
     return frames, audio, mask
 
 
 def _load_video(path: Path, size: int, seconds: float):
+    """Frames are scaled as they are decoded, so a long or large video costs little memory."""
     import av
 
-    from avatar_engine.media import read_mp4
-    from speech.audio import prepare
+    from avatar_engine.media import read_audio
+    times, frames = [], []
     try:
-        frames, audio, rate, fps = read_mp4(path, max_seconds=seconds)
+        with av.open(str(path)) as f:
+            for frame in f.decode(f.streams.video[0]):
+                t = frame.time if frame.time is not None else len(times) / FPS
+                if t >= seconds:
+                    break
+                times.append(t)
+                frames.append(_square(frame.to_ndarray(format="rgb24"), size))
+        audio = read_audio(path, SAMPLE_RATE, seconds)
     except (av.error.FFmpegError, IndexError, ValueError) as e:
         raise ClipError(f"{path}: not a video with sound that can be read ({type(e).__name__}: {e})") from None
-    # to 25 fps by nearest frame
-    keep = np.round(np.arange(int(len(frames) * FPS / fps)) * fps / FPS).astype(int)
-    frames = np.stack([_square(f, size) for f in frames[np.minimum(keep, len(frames) - 1)]])
-    audio = prepare(audio, rate, SAMPLE_RATE)
-    return frames, audio, talk_mask(audio, len(frames))
+    if not frames:
+        raise ClipError(f"{path}: no video frames")
+    # to 25 fps by timestamps (variable frame rates too): each frame shows the last one decoded by then
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1 / FPS
+    shown = np.arange(int(round((times[-1] + step) * FPS))) / FPS
+    pick = np.clip(np.searchsorted(times, shown + 1e-6, side="right") - 1, 0, len(frames) - 1)
+    return np.stack(frames)[pick], audio, talk_mask(audio, len(pick))
 
 
 def _square(frame: np.ndarray, size: int) -> np.ndarray:

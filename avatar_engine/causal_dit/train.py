@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from .audio import AudioFeatureStream, SAMPLE_RATE, WhisperEncoder, mask_gates
+from .audio import TALK_BIT, AudioFeatureStream, SAMPLE_RATE, WhisperEncoder, mask_gates
 from .checkpoint import save_checkpoint
 from .clips import ClipError, load_clip
 from .model import CausalDiT, preset
@@ -193,7 +193,7 @@ def main(argv=None):
     src.add_argument("--synthetic", action="store_true", help="a generated 32×32 talking clip")
     p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
     p.add_argument("--size", type=int, default=32, help="a video clip is scaled to size × size")
-    p.add_argument("--seconds", type=float, default=8.0, help="train on at most this much of the clip")
+    p.add_argument("--seconds", type=float, default=8.0, help="train on at most this much of the clip (.npz too)")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--dit-steps", type=int, default=1500)
     p.add_argument("--vae-steps", type=int, default=600)
@@ -213,7 +213,7 @@ def main(argv=None):
         except ClipError as e:
             raise SystemExit(f"error: {e}") from None
         print(f"clip: {len(frames)} frames of {frames.shape[2]}×{frames.shape[1]}, "
-              f"talking in {int((mask > 0).sum())} of them")
+              f"talking in {int(((mask & TALK_BIT) > 0).sum())} of them")
     model, vae, _ = train_on_clip(frames, audio, np.zeros_like(audio), mask, cfg)
     save_checkpoint(args.out, model, vae, cfg.stream)
     print(f"saved {args.out}")
