@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
@@ -82,7 +81,7 @@ class TTS:
         `factor` times slower and labelled `factor` times the voice's rate, so it plays
         back as long as before, higher (or lower) by `pitch` semitones."""
         factor = 2 ** (pitch / 12)
-        syn = self._syn if pitch == 0 else dataclasses.replace(self._syn, length_scale=self.cfg.length_scale * factor)
+        syn = self._syn if pitch == 0 else replace(self._syn, length_scale=self.cfg.length_scale * factor)
         rate = round(self.sample_rate * factor)
         for chunk in self.voice.synthesize(text, syn, include_alignments=True):
             if cancel is not None and cancel.is_set():
