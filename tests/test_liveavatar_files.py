@@ -1,90 +1,32 @@
 """Checking a Live Avatar checkpoint from headers alone, on a full-size directory of sparse files.
 
 The expected tensors (computed from config.json) must equal the list the reference code
-builds (tests/fixtures/liveavatar, see tools/liveavatar_keys.py). The directory carries the
-real names and shapes with no tensor data: each safetensors file is its header, then a
-hole up to its full size; each .pth holds stride-0 tensors of the full shapes.
+builds (tests/fixtures/liveavatar, see tools/liveavatar_keys.py); the directory carries
+those names and shapes with no tensor data (tests/liveavatar_sparse.py).
 """
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import liveavatar_sparse as sparse
 import pytest
-import torch
 
 from avatar_engine.causal_dit import liveavatar_files as la
-
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE = ROOT / "tests/fixtures/liveavatar/wan_s2v_14b_keys.json.gz"
-SHARD_BYTES = 10 * 10**9     # the published shards are ≤ 10 GB each, 4 in all
+from liveavatar_sparse import ROOT, write_sparse_safetensors
 
 
 @pytest.fixture(scope="module")
 def reference():
-    with gzip.open(FIXTURE, "rt") as f:
-        d = json.load(f)
-    return {k: {name: tuple(s) for name, s in d[k]} for k in ("transformer", "lora", "vae", "t5")} | {
-        "config": d["transformer_config"]}
-
-
-def write_sparse_safetensors(path: Path, tensors: dict[str, tuple], dtype: str = "BF16") -> int:
-    """A safetensors file with these names and shapes whose data is a hole; returns its size."""
-    header, offset = {}, 0
-    for name, shape in tensors.items():
-        n = torch.Size(shape).numel() * la.DTYPE_BYTES[dtype]
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(len(raw).to_bytes(8, "little") + raw)
-        f.truncate(8 + len(raw) + offset)
-    return offset
-
-
-def write_stride0_pth(path: Path, tensors: dict[str, tuple]) -> None:
-    torch.save({k: torch.zeros(1, dtype=torch.bfloat16).expand(*s) for k, s in tensors.items()}, path)
-
-
-def build_checkpoint(root: Path, reference) -> tuple[Path, Path]:
-    """Wan2.2-S2V-14B/ and liveavatar.safetensors as published, without their data."""
-    base = root / "Wan2.2-S2V-14B"
-    base.mkdir()
-    (base / la.CONFIG).write_text(json.dumps({"_class_name": "WanModel_S2V", **reference["config"]}))
-    shards, size = [[]], 0
-    for name, shape in reference["transformer"].items():
-        n = torch.Size(shape).numel() * 2
-        if size + n > SHARD_BYTES:
-            shards.append([])
-            size = 0
-        shards[-1].append(name)
-        size += n
-    weight_map, total = {}, 0
-    for i, names in enumerate(shards, 1):
-        file = f"diffusion_pytorch_model-{i:05d}-of-{len(shards):05d}.safetensors"
-        total += write_sparse_safetensors(base / file, {k: reference["transformer"][k] for k in names})
-        weight_map |= {k: file for k in names}
-    (base / la.INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
-    write_stride0_pth(base / la.VAE, reference["vae"])
-    write_stride0_pth(base / la.T5, reference["t5"])
-    w2v = base / la.WAV2VEC2
-    w2v.mkdir()
-    (w2v / "config.json").write_text(json.dumps({"num_hidden_layers": 24, "hidden_size": 1024}))
-    (w2v / "preprocessor_config.json").write_text(json.dumps({"sampling_rate": 16000}))
-    write_sparse_safetensors(w2v / "model.safetensors", {"wav2vec2.feature_projection.projection.weight": (1024, 512)})
-    lora = root / "liveavatar.safetensors"
-    write_sparse_safetensors(lora, reference["lora"])
-    return base, lora
+    return sparse.reference()
 
 
 @pytest.fixture
 def checkpoint(tmp_path, reference):
-    return build_checkpoint(tmp_path, reference)
+    return sparse.build_checkpoint(tmp_path, reference)
 
 
 def shard_of(base: Path, key: str) -> Path:
@@ -184,7 +126,16 @@ def test_missing_truncated_and_damaged_files_are_one_line_each(checkpoint):
     assert not la.check_liveavatar(base, "")[-4].ok     # no LoRA configured: said so
 
 
-def test_app_check_prints_one_line_per_file_and_the_verdict(checkpoint):
+def test_app_check_reports_the_checkpoint_and_the_plan(checkpoint):
+    base, lora = checkpoint
+    r = subprocess.run([sys.executable, "app.py", "--check", "--checkpoint", str(base), "--lora", str(lora)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok   transformer (4 shards): 1260/1260 tensors matched" in r.stdout
+    assert "verdict: OK" in r.stdout and "rank 0 (steps 0-3 + VAE) 84.9 GiB" in r.stdout
+
+
+def test_the_cli_prints_one_line_per_file_and_the_verdict(checkpoint):
     base, lora = checkpoint
     r = subprocess.run([sys.executable, "-m", "avatar_engine.causal_dit.liveavatar_files",
                         "--checkpoint", str(base), "--lora", str(lora)],

@@ -1,21 +1,16 @@
 """Live Avatar memory planning against figures checked by hand and the reference's key list."""
-import gzip
-import json
 import math
-from pathlib import Path
 
+import liveavatar_sparse
 import pytest
 
 from avatar_engine.causal_dit import liveavatar_files as la
 from avatar_engine.causal_dit.sizing import fp8_tensor, liveavatar_plan, liveavatar_tokens, weight_bytes
 
-FIXTURE = Path(__file__).parent / "fixtures/liveavatar/wan_s2v_14b_keys.json.gz"
-
 
 @pytest.fixture(scope="module")
 def reference_tensors():
-    with gzip.open(FIXTURE, "rt") as f:
-        return {k: tuple(s) for k, s in json.load(f)["transformer"]}
+    return liveavatar_sparse.reference()["transformer"]
 
 
 def test_parameters_are_the_reference_total(reference_tensors):
