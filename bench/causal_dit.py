@@ -106,7 +106,8 @@ def liveavatar_table() -> None:
     for h, w in LIVEAVATAR_SIZES:
         p = liveavatar_plan(h, w, 1)
         print(f"\n  {h}×{w}: {p.tokens_per_frame} tokens/latent frame, sink {p.sink_tokens} tokens, ring "
-              f"{p.ring_tokens} tokens; KV cache per step {p.kv_bytes_per_step / 2**30:.2f} GiB; "
+              f"{p.ring_tokens} tokens; KV cache per step {p.kv_bytes_per_step / 2**30:.2f} GiB + sink "
+              f"{p.sink_bytes / 2**30:.2f} GiB per step rank; "
               f"{p.flops_per_forward / 1e12:.1f} TFLOP per block per step")
         print(f"  {'weights':7s} {'N':>2s} {'busiest step rank':>20s} {'weights':>8s} {'caches':>7s} {'work':>5s} "
               f"{'total':>7s} {'VAE rank':>8s} {'TFLOP/blk':>9s} {'TFLOP/s for 25fps':>17s} "

@@ -132,7 +132,7 @@ def test_app_check_reports_the_checkpoint_and_the_plan(checkpoint):
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ok   transformer (4 shards): 1260/1260 tensors matched" in r.stdout
-    assert "verdict: OK" in r.stdout and "rank 0 (steps 0-3 + VAE) 84.9 GiB" in r.stdout
+    assert "verdict: OK" in r.stdout and "rank 0 (steps 0-3 + VAE) 78.6 GiB" in r.stdout
 
 
 def test_the_cli_prints_one_line_per_file_and_the_verdict(checkpoint):

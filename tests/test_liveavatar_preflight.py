@@ -15,8 +15,8 @@ from avatar_engine.causal_dit.backend import BackendError, open_liveavatar
 from avatar_engine.causal_dit.preflight import GPU, PreflightError, preflight, visible_gpus
 from config import load_config
 
-H100 = GPU("NVIDIA H100 80GB HBM3", 80 * 2**30, (9, 0))
-A100 = GPU("NVIDIA A100-SXM4-80GB", 80 * 2**30, (8, 0))
+H100 = GPU("NVIDIA H100 80GB HBM3", 81559 * 2**20, (9, 0))
+A100 = GPU("NVIDIA A100-SXM4-80GB", 81920 * 2**20, (8, 0))
 L40S = GPU("NVIDIA L40S", 48 * 2**30, (8, 9))
 
 
@@ -65,25 +65,25 @@ def test_a_missing_file_is_named_before_anything_loads(tmp_path):
 
 def test_too_little_memory_names_the_rank_and_the_fix(checkpoint):
     with pytest.raises(PreflightError) as e:
-        plan_for(checkpoint, [H100])
-    msg = one_line(e)
-    assert msg.startswith("Live Avatar at 720×400 on 1 rank(s), bf16: rank 0 (steps 0-3 + VAE) needs 84.9 GiB "
-                          "(weights 31.2 GiB + caches 50.1 GiB + work 3.7 GiB) but GPU 0 (NVIDIA H100 80GB HBM3) "
-                          "has 80.0 GiB")
-    assert msg.endswith("set causal_dit.ranks 1 and causal_dit.weights fp8")
-    assert plan_for(checkpoint, [H100], weights="fp8").per_rank[0].total_bytes < H100.total_bytes
-    with pytest.raises(PreflightError) as e:                      # 48 GB cards: one step rank each
-        plan_for(checkpoint, [L40S] * 5, ranks=3)
-    assert one_line(e).endswith("set causal_dit.ranks 5 and causal_dit.weights bf16")
-    with pytest.raises(PreflightError) as e:                      # nothing of 2 × 48 GB fits 480×832
-        plan_for(checkpoint, [L40S] * 2, ranks=2, height=480, width=832)
-    assert "no setup of these 2 GPU(s) fits 480×832; lower causal_dit.height/width" in one_line(e)
+        plan_for(checkpoint, [L40S])
+    assert one_line(e) == ("Live Avatar at 720×400 on 1 rank(s), bf16: rank 0 (steps 0-3 + VAE) needs 78.6 GiB "
+                           "(weights 31.2 GiB + caches 43.7 GiB + work 3.7 GiB) but GPU 0 (NVIDIA L40S) has 48.0 GiB; "
+                           "no setup of these 1 GPU(s) fits 720×400; lower causal_dit.height/width")
+    # the advice is the fastest setup that fits: more step ranks first, then bf16 over fp8
+    for gpus, ranks, size, advice in (([L40S] * 5, 3, (720, 400), "ranks 5 and causal_dit.weights bf16"),
+                                      ([H100] * 3, 1, (480, 832), "ranks 3 and causal_dit.weights bf16"),
+                                      ([H100] * 2, 1, (480, 832), "ranks 2 and causal_dit.weights fp8")):
+        with pytest.raises(PreflightError) as e:
+            plan_for(checkpoint, gpus, ranks, "bf16", *size)
+        assert one_line(e).endswith(f"set causal_dit.{advice}")
+    # by the plan one 80 GB H100 holds the whole stream at 720×400 (78.6 of 79.6 GiB)
+    assert plan_for(checkpoint, [H100]).per_rank[0].total_bytes < H100.total_bytes
 
 
 def test_ranks_gpus_fp8_and_size_mismatches(checkpoint):
     with pytest.raises(PreflightError) as e:
         plan_for(checkpoint, [H100] * 2, ranks=5)
-    assert one_line(e) == "causal_dit.ranks 5 needs 5 GPUs, torch sees 2; set causal_dit.ranks 1 and causal_dit.weights fp8"
+    assert one_line(e) == "causal_dit.ranks 5 needs 5 GPUs, torch sees 2; set causal_dit.ranks 1 and causal_dit.weights bf16"
     with pytest.raises(PreflightError) as e:
         plan_for(checkpoint, [A100] * 5, ranks=5, weights="fp8")
     assert "fp8 needs compute capability 8.9+ (Ada, Hopper); NVIDIA A100-SXM4-80GB is 8.0" in one_line(e)

@@ -25,8 +25,9 @@ def test_tokens_and_kv_cache_by_hand():
     assert liveavatar_tokens(480, 832) == (1560, 3874)
     p = liveavatar_plan(720, 400)
     assert p.ring_tokens == 13500         # one 12-latent-frame clip, as the reference allocates
-    # 40 layers × K and V × (13,500 + 2,778) tokens × 5,120 × 2 bytes
-    assert p.kv_bytes_per_step == 40 * 2 * 16278 * 5120 * 2 == 13_334_937_600
+    # 40 layers × K and V × 13,500 tokens × 5,120 × 2 bytes ≈ 11.1 GB, the reference's step cache
+    assert p.kv_bytes_per_step == 40 * 2 * 13500 * 5120 * 2 == 11_059_200_000
+    assert p.sink_bytes == 40 * 2 * 2778 * 5120 * 2
 
 
 def test_flops_per_block_from_the_tensor_list(reference_tensors):
@@ -51,9 +52,12 @@ def test_steps_spread_over_ranks_as_tpp_owns_them():
     one, five = liveavatar_plan(ranks=1), liveavatar_plan(ranks=5)
     assert one.bottleneck_forwards == 4 and five.bottleneck_forwards == 1
     assert five.fps(1e15) == pytest.approx(4 * one.fps(1e15))
-    # each step rank holds all 32.6 GB of bf16 weights and one 13.3 GB cache per step it owns
-    step1 = five.per_rank[1]
-    assert step1.weight_bytes == 2 * five.params and step1.cache_bytes == five.kv_bytes_per_step + 40 * 2 * 512 * 5120 * 2
+    # each step rank holds all 32.6 GB of bf16 weights (+ wav2vec2), a ring per step it owns,
+    # one sink and the prompt's K/V (512 tokens)
+    step1, text = five.per_rank[1], 40 * 2 * 512 * 5120 * 2
+    assert step1.weight_bytes == 2 * five.params + 2 * 315_438_720
+    assert step1.cache_bytes == five.kv_bytes_per_step + five.sink_bytes + text
+    assert one.per_rank[0].cache_bytes == 4 * five.kv_bytes_per_step + five.sink_bytes + text
 
 
 def test_fp8_stores_the_block_matmuls_in_one_byte(reference_tensors):

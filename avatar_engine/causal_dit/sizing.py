@@ -113,8 +113,8 @@ def weight_bytes(tensors: dict, weights: str) -> int:
 class RankPlan:
     role: str                 # "steps 0,1" / "VAE" / "steps 0-3 + VAE"
     steps: int                # denoising steps (= per-step KV caches) this rank owns
-    weight_bytes: int         # transformer (+ wav2vec2 on the rank that owns step 0) and/or VAE
-    cache_bytes: int          # its per-step KV caches + the prompt's cross-attention K/V
+    weight_bytes: int         # transformer + wav2vec2 on a step rank, and/or the VAE
+    cache_bytes: int          # a ring per step it owns, one sink, the prompt's cross-attention K/V
     work_bytes: int           # transient activations (estimate) + GPU_OVERHEAD_BYTES
     flops_per_block: int      # its share of one 12-frame block
 
@@ -133,7 +133,8 @@ class LiveAvatarPlan:
     tokens_per_frame: int
     ring_tokens: int
     sink_tokens: int          # reference + FramePack motion tokens, un-rotated
-    kv_bytes_per_step: int    # one step's cache: ring + sink, K and V, every layer
+    kv_bytes_per_step: int    # one step's ring: K and V of every layer (timestep forcing)
+    sink_bytes: int           # the sink's K/V, the same for every step: one per step rank
     flops_per_forward: int    # one block (3 latent frames) through the transformer once
     per_rank: tuple[RankPlan, ...]
 
@@ -191,7 +192,8 @@ def liveavatar_plan(height: int = 720, width: int = 400, ranks: int = 5, weights
     d, layers = cfg["dim"], cfg["num_layers"]
     n, sink = liveavatar_tokens(height, width)
     ring = RING_LATENT_FRAMES * n
-    kv_per_step = layers * 2 * (ring + sink) * d * CACHE_BYTES_PER_VALUE
+    kv_per_step = layers * 2 * ring * d * CACHE_BYTES_PER_VALUE
+    sink_kv = layers * 2 * sink * d * CACHE_BYTES_PER_VALUE
     text_kv = layers * 2 * TEXT_TOKENS * d * CACHE_BYTES_PER_VALUE
     n_block = BLOCK_LATENT_FRAMES * n
     flops = liveavatar_forward_flops(cfg, n_block, ring + sink)
@@ -203,18 +205,18 @@ def liveavatar_plan(height: int = 720, width: int = 400, ranks: int = 5, weights
     # the Wan VAE decodes one latent frame (4 video frames) at a time; about six 96-channel
     # full-resolution feature maps live at once (input, output, residual, causal caches)
     vae_work = 6 * 4 * height * width * 96 * 2
-    wav2vec2 = 2 * WAV2VEC2_PARAMS
+    wav2vec2 = 2 * WAV2VEC2_PARAMS      # every step rank encodes its own audio, as the reference
     if ranks == 1:
         rows = [RankPlan(f"steps 0-{steps - 1} + VAE", steps, dit_bytes + wav2vec2 + vae_bytes,
-                         steps * kv_per_step + text_kv, dit_work + vae_work, steps * flops)]
+                         steps * kv_per_step + sink_kv + text_kv, dit_work + vae_work, steps * flops)]
     else:
         rows = []
         step_ranks = ranks - 1
         for r in range(step_ranks):
             mine = [i for i in range(steps) if i % step_ranks == r]
             rows.append(RankPlan("steps " + ",".join(map(str, mine)), len(mine),
-                                 dit_bytes + (wav2vec2 if 0 in mine else 0),
-                                 len(mine) * kv_per_step + text_kv, dit_work, len(mine) * flops))
+                                 dit_bytes + wav2vec2, len(mine) * kv_per_step + sink_kv + text_kv,
+                                 dit_work, len(mine) * flops))
         rows.append(RankPlan("VAE", 0, vae_bytes, 0, vae_work + GPU_OVERHEAD_BYTES, 0))
     return LiveAvatarPlan(height, width, ranks, weights, la.parameters(tensors), n, ring, sink,
-                          kv_per_step, flops, tuple(rows))
+                          kv_per_step, sink_kv, flops, tuple(rows))
