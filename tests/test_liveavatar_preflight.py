@@ -17,7 +17,8 @@ from config import load_config
 
 H100 = GPU("NVIDIA H100 80GB HBM3", 81559 * 2**20, (9, 0))
 A100 = GPU("NVIDIA A100-SXM4-80GB", 81920 * 2**20, (8, 0))
-L40S = GPU("NVIDIA L40S", 48 * 2**30, (8, 9))
+L40S = GPU("NVIDIA L40S", 46068 * 2**20, (8, 9))
+RTX6000 = GPU("NVIDIA RTX 6000 Ada Generation", 49140 * 2**20, (8, 9))
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +68,11 @@ def test_too_little_memory_names_the_rank_and_the_fix(checkpoint):
     with pytest.raises(PreflightError) as e:
         plan_for(checkpoint, [L40S])
     assert one_line(e) == ("Live Avatar at 720×400 on 1 rank(s), bf16: rank 0 (steps 0-3 + VAE) needs 78.6 GiB "
-                           "(weights 31.2 GiB + caches 43.7 GiB + work 3.7 GiB) but GPU 0 (NVIDIA L40S) has 48.0 GiB; "
+                           "(weights 31.2 GiB + caches 43.7 GiB + work 3.7 GiB) but GPU 0 (NVIDIA L40S) has 45.0 GiB; "
                            "no setup of these 1 GPU(s) fits 720×400; lower causal_dit.height/width")
     # the advice is the fastest setup that fits: more step ranks first, then bf16 over fp8
-    for gpus, ranks, size, advice in (([L40S] * 5, 3, (720, 400), "ranks 5 and causal_dit.weights bf16"),
+    for gpus, ranks, size, advice in (([RTX6000] * 5, 3, (720, 400), "ranks 5 and causal_dit.weights bf16"),
+                                      ([L40S] * 5, 3, (720, 400), "ranks 5 and causal_dit.weights fp8"),
                                       ([H100] * 3, 1, (480, 832), "ranks 3 and causal_dit.weights bf16"),
                                       ([H100] * 2, 1, (480, 832), "ranks 2 and causal_dit.weights fp8")):
         with pytest.raises(PreflightError) as e:
