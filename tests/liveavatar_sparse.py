@@ -72,6 +72,7 @@ def build_checkpoint(root: Path, reference) -> tuple[Path, Path]:
     w2v.mkdir()
     (w2v / "config.json").write_text(json.dumps({"num_hidden_layers": 24, "hidden_size": 1024}))
     (w2v / "preprocessor_config.json").write_text(json.dumps({"sampling_rate": 16000}))
+    (w2v / "vocab.json").write_text(json.dumps({"<pad>": 0, "a": 1}))
     write_sparse_safetensors(w2v / "model.safetensors", {"wav2vec2.feature_projection.projection.weight": (1024, 512)})
     lora = root / "liveavatar.safetensors"
     write_sparse_safetensors(lora, reference["lora"])

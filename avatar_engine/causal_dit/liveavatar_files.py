@@ -344,6 +344,30 @@ def _gb(n_bytes: int) -> str:
     return f"{n_bytes / 1e9:.2f} GB"
 
 
+def check_shard(path: Path, weight_map: dict[str, str], expected: dict[str, Shape]):
+    """(its line, its header or None when unreadable). Tensors missing from every shard are
+    named once, on the transformer line, not here."""
+    try:
+        header = safetensors_header(path)
+    except FileNotFoundError:
+        return FileCheck(path.name, False, "missing (listed in the index)"), None
+    except CheckpointFileError as e:
+        return FileCheck(path.name, False, str(e).removeprefix(str(path)).lstrip(": ")), None
+    shapes = {k: t.shape for k, t in header.items()}
+    problems = compare(shapes, {k: expected[k] for k in shapes if k in expected})
+    listed = {k for k, v in weight_map.items() if v == path.name}
+    for what, names in (("in the index but not in this file", listed - set(header)),
+                        ("in this file but indexed elsewhere", {k for k in header if weight_map.get(k, path.name) != path.name})):
+        if names:
+            problems.append(f"{len(names)} {what}: {_names(sorted(names))}")
+    not_float = [k for k, t in header.items() if t.dtype not in FLOAT_DTYPES]
+    if not_float:
+        problems.append(f"{len(not_float)} not floating point: {_names(not_float)}")
+    dtypes = "/".join(sorted({t.dtype for t in header.values()}))
+    return FileCheck(path.name, not problems, "; ".join(problems) or f"{len(header)} tensors, "
+                     f"{_gb(sum(t.nbytes for t in header.values()))} {dtypes}, all as expected"), header
+
+
 def check_transformer(base: Path) -> tuple[list[FileCheck], dict]:
     """config.json, the index and every shard; returns the lines and the config used."""
     lines = []
@@ -375,31 +399,13 @@ def check_transformer(base: Path) -> tuple[list[FileCheck], dict]:
                            + (f", {_gb(declared)}" if declared else "")))
     found, total, unreadable = {}, 0, set()
     for shard in shards:
-        try:
-            header = safetensors_header(base / shard)
-        except FileNotFoundError:
-            lines.append(FileCheck(shard, False, "missing (listed in the index)"))
+        check, header = check_shard(base / shard, weight_map, expected)
+        lines.append(check)
+        if header is None:
             unreadable.add(shard)
             continue
-        except CheckpointFileError as e:
-            lines.append(FileCheck(shard, False, str(e).removeprefix(str(base / shard)).lstrip(": ")))
-            unreadable.add(shard)
-            continue
-        listed = {k for k, v in weight_map.items() if v == shard}
-        shapes = {k: t.shape for k, t in header.items()}
-        # missing tensors are named once, on the transformer line below
-        problems = compare(shapes, {k: expected[k] for k in shapes if k in expected})
-        problems += [f"{len(d)} {what}: {_names(sorted(d))}" for what, d in (
-            ("in the index but not in this file", listed - set(header)),
-            ("in this file but indexed elsewhere", {k for k in set(header) - listed if k in weight_map}))
-            if d]
-        problems += [f"non-float dtype {t.dtype}: {k}" for k, t in header.items() if t.dtype not in FLOAT_DTYPES][:1]
-        shard_bytes = sum(t.nbytes for t in header.values())
-        total += shard_bytes
-        dtypes = "/".join(sorted({t.dtype for t in header.values()}))
-        lines.append(FileCheck(shard, not problems, "; ".join(problems) or
-                               f"{len(header)} tensors, {_gb(shard_bytes)} {dtypes}, all as expected"))
-        found |= shapes
+        found |= {k: t.shape for k, t in header.items()}
+        total += sum(t.nbytes for t in header.values())
     unchecked = [k for k in expected if k not in found and weight_map.get(k) in unreadable]
     missing = [k for k in expected if k not in found and k not in unchecked]
     problems = [f"{len(missing)} missing: {_names(missing)}"] if missing else []
@@ -449,7 +455,8 @@ def check_pth(path: Path, expected: dict[str, Shape], what: str) -> FileCheck:
 def check_wav2vec2(folder: Path) -> FileCheck:
     """The speech encoder folder: config, preprocessor, weights; 25 hidden states of 1024."""
     name = folder.name + "/"
-    missing = [f for f in ("config.json", "preprocessor_config.json") if not (folder / f).is_file()]
+    # Wav2Vec2Processor wants the feature extractor and the CTC tokenizer beside the model
+    missing = [f for f in ("config.json", "preprocessor_config.json", "vocab.json") if not (folder / f).is_file()]
     weights = [f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()]
     if not folder.is_dir():
         return FileCheck(name, False, f"missing in {folder.parent}")
