@@ -98,9 +98,10 @@ def test_a_renamed_and_a_reshaped_tensor_are_named(checkpoint):
 
 def test_lora_problems_are_named(checkpoint, reference):
     base, lora = checkpoint
-    # the reference accepts names without PEFT's prefix; a wrong rank and a dropped layer are not
-    rewrite(lora, lambda t: {k.removeprefix(la.PEFT_PREFIX): s for k, s in t.items()
-                             if "blocks.3.ffn.0." not in k})
+    # names without PEFT's prefix or adapter name are accepted; a wrong rank and a dropped layer are not
+    rewrite(lora, lambda t: {k.removeprefix(la.PEFT_PREFIX).replace(".default", ""): s for k, s in t.items()})
+    assert la.check_lora(lora, reference["transformer"]).ok
+    rewrite(lora, lambda t: {k: s for k, s in t.items() if "blocks.3.ffn.0." not in k})
     check = la.check_lora(lora, reference["transformer"])
     assert not check.ok and "2 missing: base_model.model.blocks.3.ffn.0.lora_A.default.weight" in check.detail
     write_sparse_safetensors(lora, la.lora_tensors(reference["transformer"], rank=64))

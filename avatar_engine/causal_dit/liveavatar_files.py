@@ -420,6 +420,15 @@ def check_transformer(base: Path) -> tuple[list[FileCheck], dict]:
     return lines, config
 
 
+def peft_name(key: str) -> str:
+    """A LoRA file's key as the PEFT-wrapped model names it. The reference loader prefixes
+    base_model.model. when the file does not; PEFT's saved form drops the adapter name."""
+    key = key if key.startswith(PEFT_PREFIX) else PEFT_PREFIX + key
+    for ab in ("lora_A", "lora_B"):
+        key = key.replace(f".{ab}.weight", f".{ab}.default.weight")
+    return key
+
+
 def check_lora(path: Path, transformer: dict[str, Shape]) -> FileCheck:
     """liveavatar.safetensors against the adapter PEFT builds over `transformer`."""
     try:
@@ -428,8 +437,7 @@ def check_lora(path: Path, transformer: dict[str, Shape]) -> FileCheck:
         return FileCheck(path.name, False, f"missing: {path}")
     except CheckpointFileError as e:
         return FileCheck(path.name, False, str(e))
-    # the reference loader prefixes names with base_model.model. when the file does not
-    shapes = {k if k.startswith(PEFT_PREFIX) else PEFT_PREFIX + k: t.shape for k, t in header.items()}
+    shapes = {peft_name(k): t.shape for k, t in header.items()}
     ranks = sorted({s[0] for k, s in shapes.items() if ".lora_A." in k})
     rank = ranks[0] if len(ranks) == 1 else LORA_RANK
     problems = compare(shapes, lora_tensors(transformer, rank))
