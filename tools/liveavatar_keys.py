@@ -18,7 +18,8 @@ only the figures.
     python tools/liveavatar_keys.py --liveavatar ../LiveAvatar --wan ../Wan2.2 \
         [--out tests/fixtures/liveavatar/wan_s2v_14b_keys.json.gz]
 
-Needs torch, diffusers, einops, easydict and peft (the reference's own dependencies).
+Needs torch, diffusers, einops, easydict, ftfy and peft (the reference's own dependencies;
+install them in a scratch environment, not the app's).
 """
 from __future__ import annotations
 

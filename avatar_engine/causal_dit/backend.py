@@ -110,11 +110,10 @@ def open_liveavatar(avatar, causal_dit, gpus: list[GPU] | None = None):
                          causal_dit.height, causal_dit.width, gpus)
     except PreflightError as e:
         raise BackendError(str(e)) from None
-    # Seam: the weight-compatible streamer plugs in here (issue 9: model.py / stream.py /
-    # tpp.py convert and stream the published transformer + LoRA; audio.py / vae.py bring
-    # the wav2vec2 front end and the Wan2.1 VAE). It receives `plan` (ranks, weights, size)
-    # and the two paths, and returns an object with reset / render / flush and
-    # block_video_frames = 12, as CausalDiTBackend has.
+    # Seam: the weight-compatible streamer plugs in here (issue 9: the converted transformer
+    # with the LoRA merged, its streamer and TPP; the wav2vec2 front end and the Wan2.1 VAE).
+    # It receives `plan` (ranks, weights, size) and the two paths, and returns an object
+    # with reset / render / flush and block_video_frames = 12, as CausalDiTBackend has.
     busiest = max(plan.per_rank, key=lambda r: r.total_bytes)
     raise BackendError(f"Live Avatar files and GPUs check out (largest rank {busiest.total_bytes / 2**30:.1f} GiB "
                        f"planned), but this build does not stream the published weights yet (issue 9)")
