@@ -280,7 +280,7 @@ class _ShapesOnly(pickle.Unpickler):
         if module == "collections" and name == "OrderedDict":
             import collections
             return collections.OrderedDict
-        if module == "torch._utils" and name == "_rebuild_tensor_v2":
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor_v3"):
             return lambda storage, offset, size, *rest: tuple(size)
         if module == "torch._utils" and name == "_rebuild_parameter":
             return lambda data, *rest: data
