@@ -2,6 +2,8 @@
 
     python app.py                         # web UI on the offline default stack
     python app.py --check                 # which default components are installed
+    python app.py --check --checkpoint Wan2.2-S2V-14B --lora liveavatar.safetensors
+                                          # ... and every file of the Live Avatar model
     python app.py --headless --input user.wav --output out.mp4
     python app.py --two-agents ada max --turns 6 --topic "the moon" --output talk.mp4
 """
@@ -24,7 +26,11 @@ def parse_args(argv=None):
     p.add_argument("--config", help="config YAML (default: config.yaml beside app.py)")
     p.add_argument("--host", help="web UI host (overrides server.host)")
     p.add_argument("--port", type=int, help="web UI port (overrides server.port)")
-    p.add_argument("--check", action="store_true", help="load every default component and print a table")
+    p.add_argument("--check", action="store_true", help="load every default component and print a table; "
+                   "with a Live Avatar checkpoint, check its files from their headers too")
+    p.add_argument("--checkpoint", help="causal_dit weights: a trained file or the Wan2.2-S2V-14B directory "
+                   "(sets avatar.checkpoint and avatar.backend causal_dit)")
+    p.add_argument("--lora", help="Live Avatar's liveavatar.safetensors (sets avatar.lora)")
     p.add_argument("--headless", action="store_true", help="run one conversation from --input to --output")
     p.add_argument("--input", help="headless: the user's microphone as a WAV file")
     p.add_argument("--output", help="headless / two agents: the MP4 to write")
@@ -36,13 +42,34 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def run_check() -> int:
+def run_check(cfg) -> int:
     import assets
     rows = assets.check()
     print(assets.format_check(rows))
     missing = [r for r in rows if r["status"] != "found"]
     print(f"\n{len(rows) - len(missing)}/{len(rows)} components found")
-    return 1 if missing else 0
+    ok = not missing
+    if cfg.avatar.checkpoint and Path(cfg.avatar.checkpoint).is_dir():
+        ok = check_liveavatar(cfg) and ok
+    return 0 if ok else 1
+
+
+def check_liveavatar(cfg) -> bool:
+    """One line per Live Avatar file, the verdict, and what the configured setup needs per GPU."""
+    from avatar_engine.causal_dit.liveavatar_files import check_liveavatar, verdict
+    from avatar_engine.causal_dit.sizing import liveavatar_plan
+    lines = check_liveavatar(cfg.avatar.checkpoint, cfg.avatar.lora)
+    print(f"\nLive Avatar checkpoint {cfg.avatar.checkpoint} + {cfg.avatar.lora or '(no avatar.lora)'}:")
+    print("\n".join(c.line() for c in lines))
+    print(verdict(lines))
+    c = cfg.causal_dit
+    try:
+        plan = liveavatar_plan(c.height, c.width, c.ranks, c.weights)
+        print(f"plan (causal_dit.*): {c.height}×{c.width}, {c.ranks} rank(s), {c.weights}: " + ", ".join(
+            f"rank {i} ({r.role}) {r.total_bytes / 2**30:.1f} GiB" for i, r in enumerate(plan.per_rank)))
+    except ValueError as e:
+        print(f"plan: {e}")
+    return all(x.ok for x in lines)
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -58,7 +85,8 @@ def user_errors() -> tuple[type[Exception], ...]:
     try:
         from avatar_engine.causal_dit.backend import BackendError
         from avatar_engine.causal_dit.checkpoint import CheckpointError
-        errors += (BackendError, CheckpointError)
+        from avatar_engine.causal_dit.preflight import PreflightError
+        errors += (BackendError, CheckpointError, PreflightError)
     except ImportError:  # the diffusion backend is optional at run time
         pass
     return errors
@@ -76,10 +104,17 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    overrides = {"server": {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}}
+    overrides = {"server": {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None},
+                 "avatar": {k: v for k, v in (("checkpoint", args.checkpoint), ("lora", args.lora)) if v is not None}}
+    if args.checkpoint is not None:
+        overrides["avatar"]["backend"] = "causal_dit"
     cfg = load_config(args.config, overrides)
     if args.check:
-        return run_check()
+        return run_check(cfg)
+    if cfg.avatar.backend == "causal_dit" and cfg.avatar.checkpoint and Path(cfg.avatar.checkpoint).is_dir():
+        from avatar_engine.causal_dit.preflight import preflight
+        c = cfg.causal_dit   # files, GPUs and memory before anything heavy loads
+        preflight(cfg.avatar.checkpoint, cfg.avatar.lora, c.ranks, c.weights, c.height, c.width)
     if args.headless:
         return run_headless(cfg, args)
     if args.two_agents:

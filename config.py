@@ -181,7 +181,10 @@ class AvatarConfig:
     # Blocks rendered ahead of playback.
     lookahead_blocks: int = number(2, 1, 32)
     seed: int = number(0, 0, 2**31 - 1)
+    # causal_dit weights: a checkpoint file trained here, or the Wan2.2-S2V-14B directory of
+    # the published Live Avatar model (then `lora` is its liveavatar.safetensors).
     checkpoint: str = ""
+    lora: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,13 @@ class CausalDiTConfig:
     # Past audio the incremental encoder hears with each block, seconds.
     audio_context_s: float = number(3.0, 0.5, 30.0)
     threads: int = number(2, 1, 64)
+    # Live Avatar on GPUs, planned before anything loads (sizing.liveavatar_plan): processes
+    # (one GPU each) = N-1 step ranks + a VAE rank, or 1 for everything on one GPU; the
+    # transformer's weight storage (fp8: float8_e4m3fn block matmuls); video size in pixels.
+    ranks: int = number(1, 1, 5)
+    weights: str = choice("bf16", "fp8")
+    height: int = number(720, 64, 2048)
+    width: int = number(400, 64, 2048)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,11 @@ Modules, one job each:
     vae.py        small streaming causal video VAE (feature cache across calls)
     audio.py      speech encoders (Whisper via CTranslate2, wav2vec2), incremental features,
                   talk/listen mask → gates
-    sizing.py     parameters, KV bytes and FLOPs of any preset on the meta device
+    sizing.py     parameters, KV bytes and FLOPs of any preset on the meta device; the
+                  per-rank memory plan of the published Live Avatar model under TPP
     checkpoint.py safetensors checkpoints (weights + configs)
+    liveavatar_files.py  the published Live Avatar files and tensors, checked from headers
+    preflight.py  Live Avatar's files, GPUs and memory, refused in one line before loading
     train.py      small-scale training on one clip (diffusion forcing, history corruption)
     synthetic.py  a synthetic talking clip for smoke training
     backend.py    the engine Backend: reset / render / flush over a checkpoint

@@ -5,7 +5,9 @@
     frames = backend.render(block)  # audio → features → tokens → K-step denoise → VAE decode
 
 Without a checkpoint it refuses with one line: an untrained model draws noise, and noise
-must never be shown as an avatar.
+must never be shown as an avatar. With avatar.checkpoint a Wan2.2-S2V-14B directory (the
+published Live Avatar model), `from_config` goes through `open_liveavatar`: every check
+that needs no weights first (files from their headers, GPUs, memory by the sizing plan).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from avatar_engine.backend import Block
 
 from .audio import AudioEncoderError, AudioFeatureStream, Wav2Vec2Encoder, WhisperEncoder, mask_gates
 from .checkpoint import load_checkpoint
+from .preflight import GPU, PreflightError, preflight
 from .stream import CausalStreamer
 from .vae import ConvCache
 
@@ -34,7 +37,7 @@ class CausalDiTBackend:
             raise BackendError("avatar.backend causal_dit needs avatar.checkpoint (a trained model, see "
                                "python -m avatar_engine.causal_dit.train); refusing to show an untrained model")
         if not Path(checkpoint).is_file():
-            raise BackendError(f"avatar.checkpoint {checkpoint} does not exist")
+            raise BackendError(f"avatar.checkpoint {checkpoint} is not a checkpoint file")
         torch.set_num_threads(threads)
         self.model, self.vae, stream_cfg = load_checkpoint(checkpoint)
         self.streamer = CausalStreamer(self.model, replace(stream_cfg, seed=seed))
@@ -54,6 +57,8 @@ class CausalDiTBackend:
     @classmethod
     def from_config(cls, avatar, causal_dit) -> "CausalDiTBackend":
         """Build from the config's `avatar` and `causal_dit` sections (config.py)."""
+        if avatar.checkpoint and Path(avatar.checkpoint).is_dir():
+            return open_liveavatar(avatar, causal_dit)
         return cls(avatar.checkpoint, seed=avatar.seed, threads=causal_dit.threads,
                    audio_encoder=causal_dit.audio_encoder, wav2vec2_dir=causal_dit.wav2vec2_dir,
                    audio_context_s=causal_dit.audio_context_s)
@@ -92,3 +97,23 @@ class CausalDiTBackend:
         # caches stay, so motion continues smoothly from the last frame into listening.
         if self._block is not None:
             self._talk.reset()
+
+
+def open_liveavatar(avatar, causal_dit, gpus: list[GPU] | None = None):
+    """The published Live Avatar model behind the same Backend protocol.
+
+    Refuses with one line, before any weight is read, when a file is missing or wrong, no
+    GPU is visible, or a rank's planned memory exceeds its GPU (`gpus`: the visible ones).
+    """
+    try:
+        plan = preflight(avatar.checkpoint, avatar.lora, causal_dit.ranks, causal_dit.weights,
+                         causal_dit.height, causal_dit.width, gpus)
+    except PreflightError as e:
+        raise BackendError(str(e)) from None
+    # Seam: the weight-compatible streamer plugs in here (issue 9: the converted transformer
+    # with the LoRA merged, its streamer and TPP; the wav2vec2 front end and the Wan2.1 VAE).
+    # It receives `plan` (ranks, weights, size) and the two paths, and returns an object
+    # with reset / render / flush and block_video_frames = 12, as CausalDiTBackend has.
+    busiest = max(plan.per_rank, key=lambda r: r.total_bytes)
+    raise BackendError(f"Live Avatar files and GPUs check out (largest rank {busiest.total_bytes / 2**30:.1f} GiB "
+                       f"planned), but this build does not stream the published weights yet (issue 9)")
