@@ -113,8 +113,9 @@ class WanVAE:
             # tensors converted before an assigning load: ModelMixin.to() would warn about dtypes
             model.load_state_dict({k: v.to(device, dtype) for k, v in diffusers_state_dict(reference).items()},
                                   strict=True, assign=True)
-        except RuntimeError as e:
-            raise WanVAEError(f"{path} does not match the Wan2.1 VAE layout: {str(e).splitlines()[0]}") from None
+        except RuntimeError as e:      # torch lists missing, unexpected, mis-shaped keys after a header line
+            detail = " ".join(line.strip() for line in str(e).splitlines()[1:])[:400]
+            raise WanVAEError(f"{path} does not match the Wan2.1 VAE layout: {detail}") from None
         return cls(model)
 
     @torch.no_grad()
