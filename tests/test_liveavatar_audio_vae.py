@@ -139,10 +139,14 @@ def test_vae_checkpoint_keys_convert_one_to_one(tmp_path):
     assert converted["decoder.up_blocks.0.upsamplers.0.time_conv.weight"] is reference["decoder.upsamples.3.time_conv.weight"]
     assert converted["decoder.up_blocks.3.resnets.2.conv2.weight"] is reference["decoder.upsamples.14.residual.6.weight"]
     assert converted["decoder.mid_block.attentions.0.to_qkv.weight"] is reference["decoder.middle.1.to_qkv.weight"]
-    # a renamed key is reported by name, in one line
-    reference["decoder.upsamples.3.time_conv.weights"] = reference.pop("decoder.upsamples.3.time_conv.weight")
-    torch.save(reference, tmp_path / "Wan2.1_VAE.pth")
-    with pytest.raises(WanVAEError, match="time_conv.weight") as err:
+    # a wrongly shaped or renamed key is reported by name, in one line
+    weight = reference.pop("decoder.upsamples.3.time_conv.weight")
+    torch.save(reference | {"decoder.upsamples.3.time_conv.weight": weight[:, :, :2]}, tmp_path / "Wan2.1_VAE.pth")
+    with pytest.raises(WanVAEError, match=r"size mismatch for decoder\.upsamples\.3\.time_conv\.weight") as err:
+        WanVAE.load(tmp_path)
+    assert "\n" not in str(err.value)
+    torch.save(reference | {"decoder.upsamples.3.time_conv.weights": weight}, tmp_path / "Wan2.1_VAE.pth")
+    with pytest.raises(WanVAEError, match=r'Unexpected key.*"decoder\.upsamples\.3\.time_conv\.weights"') as err:
         WanVAE.load(tmp_path)
     assert "\n" not in str(err.value)
 

@@ -109,13 +109,15 @@ class WanVAE:
         with torch.device("meta"):
             model = AutoencoderKLWan(base_dim=reference["encoder.conv1.weight"].shape[0],
                                      z_dim=reference["conv2.weight"].shape[0])
+        converted = diffusers_state_dict(reference)
         try:
             # tensors converted before an assigning load: ModelMixin.to() would warn about dtypes
-            model.load_state_dict({k: v.to(device, dtype) for k, v in diffusers_state_dict(reference).items()},
-                                  strict=True, assign=True)
+            model.load_state_dict({k: v.to(device, dtype) for k, v in converted.items()}, strict=True, assign=True)
         except RuntimeError as e:      # torch lists missing, unexpected, mis-shaped keys after a header line
-            detail = " ".join(line.strip() for line in str(e).splitlines()[1:])[:400]
-            raise WanVAEError(f"{path} does not match the Wan2.1 VAE layout: {detail}") from None
+            detail = " ".join(line.strip() for line in str(e).splitlines()[1:])
+            for name, original in zip(converted, reference):      # say it in the file's own key names
+                detail = detail.replace(f'"{name}"', f'"{original}"').replace(f"for {name}:", f"for {original}:")
+            raise WanVAEError(f"{path} does not match the Wan2.1 VAE layout: {detail[:400]}") from None
         return cls(model)
 
     @torch.no_grad()
