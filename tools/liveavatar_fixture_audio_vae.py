@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -74,7 +75,10 @@ def reference_modules(root: Path):
         audio, rate = soundfile.read(path, dtype="float32")
         assert rate == sr and audio.ndim == 1, "the fixture speech is 16 kHz mono"
         return audio, rate
-    sys.modules["librosa"] = types.SimpleNamespace(load=librosa_load)
+    librosa = types.ModuleType("librosa")
+    librosa.__spec__ = importlib.machinery.ModuleSpec("librosa", None)   # looks installed to find_spec
+    librosa.load = librosa_load
+    sys.modules["librosa"] = librosa
     modules = wan / "wan_2_2" / "modules"
     return (load_module("reference_audio_encoder", modules / "s2v" / "audio_encoder.py"),
             load_module("reference_vae_streaming", modules / "vae_streaming.py"))
