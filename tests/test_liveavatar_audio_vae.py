@@ -89,6 +89,8 @@ def test_block_stream_is_the_whole_file_path_over_a_bounded_window(wav2vec, spee
     assert max_diff(fresh.push(speech[3 * block:4 * block]), blocks[3]) <= TOL
     with pytest.raises(ValueError, match="whole video frames of 640 samples"):
         stream.push(speech[:1000])
+    with pytest.raises(ValueError, match="too short: wav2vec2 features need at least 720"):
+        wav2vec.layer_features(speech[:700])
 
 
 def test_vae_encodes_reference_image_and_motion_video(vae, reference):

@@ -37,6 +37,7 @@ STATE_RATE = 50          # wav2vec2 hidden states per second
 FEATURE_RATE = 30        # the reference resamples them to this rate (AudioEncoder.video_rate)
 FPS = 25                 # Live Avatar's video rate (sample_fps)
 CLIP_FRAMES = 48         # video frames per clip (infer_frames): the whole-file padding unit
+MIN_SAMPLES = 720        # 2 wav2vec2 states (400-sample window, 320 hop): 1 frame at 30 Hz
 
 
 def interpolate_states(states: torch.Tensor) -> torch.Tensor:
@@ -64,7 +65,8 @@ def video_frames(features: torch.Tensor, n_frames: int, fps: int = FPS, hold_las
 
 def whole_file_frames(n_features: int, fps: int = FPS) -> int:
     """Video frames the reference gives a file of n_features 30 Hz frames: whole clips of 48."""
-    clips = int(n_features / (CLIP_FRAMES * FEATURE_RATE / fps)) + 1
+    scale = FEATURE_RATE / fps                       # the reference's float expression, rounding included
+    clips = int(n_features / (CLIP_FRAMES * scale)) + 1
     return clips * CLIP_FRAMES
 
 
@@ -102,6 +104,9 @@ class Wav2VecFeatures:
     @torch.no_grad()
     def layer_features(self, wave: np.ndarray) -> torch.Tensor:
         """The reference's `extract_audio_feat(..., return_all_layers=True)`."""
+        if len(wave) < MIN_SAMPLES:
+            raise ValueError(f"{len(wave)} samples of audio are too short: wav2vec2 features need at least "
+                             f"{MIN_SAMPLES} ({MIN_SAMPLES * 1000 // SAMPLE_RATE} ms at {SAMPLE_RATE} Hz)")
         inputs = self.extractor(np.asarray(wave, dtype=np.float32), sampling_rate=SAMPLE_RATE,
                                 return_tensors="pt").input_values
         out = self.model(inputs.to(self.device, self.dtype), output_hidden_states=True)
@@ -135,7 +140,7 @@ class Wav2VecBlockStream:
         if n == 0 or len(audio) != n * self.frame_samples:
             raise ValueError(f"a block's audio must be whole video frames of {self.frame_samples} samples "
                              f"at {SAMPLE_RATE} Hz, got {len(audio)} samples")
-        window = self.max_frames * self.frame_samples
+        window = max(self.max_frames, n) * self.frame_samples     # a block longer than the window: all of it
         self._buffer = np.concatenate([self._buffer, audio])[-window:]
         total = len(self._buffer) // self.frame_samples
         frames = video_frames(self.features.layer_features(self._buffer), total, self.fps, hold_last=True)
