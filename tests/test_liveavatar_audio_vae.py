@@ -80,6 +80,7 @@ def test_block_stream_is_the_whole_file_path_over_a_bounded_window(wav2vec, spee
     expected = video_frames(prefix, 24, hold_last=True)[..., 12:]
     assert max_diff(blocks[1], expected) <= TOL
     assert max_diff(blocks[1][..., :-1], video_frames(prefix, 24)[..., 12:-1]) <= TOL
+    assert video_frames(prefix, 24)[..., -1].abs().max() == 0 < blocks[1][..., -1].abs().max()
     # block 3 sees only the last 30 frames: audio before them no longer matters
     window = wav2vec.layer_features(speech[4 * block - 30 * frame:4 * block])
     assert max_diff(blocks[3], video_frames(window, 30, hold_last=True)[..., -12:]) <= TOL
