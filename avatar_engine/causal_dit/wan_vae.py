@@ -99,7 +99,7 @@ class WanVAE:
         except ImportError:
             raise WanVAEError("the Wan VAE needs the diffusers package (pip install -r requirements.txt)") from None
         try:
-            reference = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            reference = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:   # a truncated or foreign file: say which, not a traceback
             raise WanVAEError(f"{path} is not a Wan2.1 VAE state dict ({type(e).__name__}); "
                               f"download it again {DOWNLOAD}") from None
