@@ -154,10 +154,14 @@ def test_vae_checkpoint_keys_convert_one_to_one(tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_full_size_vae_has_the_published_parameter_count():
+def test_full_size_vae_layout_converts_onto_diffusers_shape_for_shape():
     from diffusers import AutoencoderKLWan
+
+    from avatar_engine.causal_dit.liveavatar_files import vae_tensors
     with torch.device("meta"):
         model = AutoencoderKLWan(base_dim=96, z_dim=16)
+    published = vae_tensors()                      # Wan2.1_VAE.pth's keys and shapes at full size
+    assert diffusers_state_dict(published) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == 126.9
 
 
