@@ -10,8 +10,10 @@ Modules, one job each:
     stream.py     block-by-block generation: timestep forcing or clean refresh, adaptive sink
     tpp.py        timestep-forcing pipeline parallelism over torch.distributed
     vae.py        small streaming causal video VAE (feature cache across calls)
+    wan_vae.py    Live Avatar's Wan2.1 VAE (diffusers) from Wan2.1_VAE.pth, decoding as a stream
     audio.py      speech encoders (Whisper via CTranslate2, wav2vec2), incremental features,
                   talk/listen mask → gates
+    wav2vec_features.py  Live Avatar's wav2vec2 front end: 25 layers at 25 fps, as the reference
     sizing.py     parameters, KV bytes and FLOPs of any preset on the meta device; the
                   per-rank memory plan of the published Live Avatar model under TPP
     checkpoint.py safetensors checkpoints (weights + configs)
