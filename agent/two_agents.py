@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from agent.headless import TICK_S, Loudspeaker, Pacer, transcript
+from agent.conversation import TICK_S
+from agent.headless import Loudspeaker, Pacer, transcript
 from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer

@@ -19,7 +19,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from agent.conversation import Conversation
-from agent.headless import TICK_S, summary
+from agent.metrics import summary
 from agent.persona import Persona
 from speech.audio import StreamResampler
 from webui.tracks import AvatarVideoTrack, MicBacklog, VoiceTrack, mic_samples
@@ -41,7 +41,7 @@ class CallError(RuntimeError):
 class Call:
     def __init__(self, pc: RTCPeerConnection, conv: Conversation, persona: Persona, frame_size: int):
         self.pc, self.conv, self.persona = pc, conv, persona
-        fps, block_frames = conv.avatar.fps, conv.avatar.runtime.frames_per_block
+        fps, block_frames = conv.fps, conv.frames_per_block
         self.video = AvatarVideoTrack(np.zeros((frame_size, frame_size, 3), np.uint8), fps,
                                       max_frames=BUFFERED_BLOCKS * block_frames)
         self.voice = VoiceTrack(conv.rate, max_seconds=BUFFERED_BLOCKS * block_frames / fps)
@@ -109,7 +109,7 @@ class Call:
                      self._mic.dropped_s, summary(self.conv.turns))
 
     async def _pump(self) -> None:
-        tick = int(TICK_S * self.conv.rate)
+        tick = self.conv.tick_samples
         to_session_rate: StreamResampler | None = None
         pending = np.zeros(0, np.float32)
         while True:
