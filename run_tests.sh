@@ -13,4 +13,5 @@ python3 -m venv .venv
 . .venv/bin/activate
 pip install -q --upgrade pip
 pip install -r requirements.txt
+pip install --no-deps -r requirements-nodeps.txt
 python -m pytest "$@"

@@ -75,8 +75,12 @@ async def open_stack(cfg: Config, progress: Callable[[str], None] = log.info, *,
 def _turn_end_model(cfg: Config):
     if cfg.turns.end_of_turn != "semantic":
         return None
-    from speech.turn_end import SmartTurn
-    model = SmartTurn(cfg.turns.threads)
+    from speech.turn_end import SmartTurn, TurnEndModelMissing
+    try:
+        model = SmartTurn(cfg.turns.threads)
+    except TurnEndModelMissing as e:  # the conversation still works, on silence alone
+        log.warning("%s; until then turns end on silence alone", e)
+        return None
     model.warm_up()
     return model
 

@@ -19,6 +19,7 @@ from agent.events import ReplyDone
 from agent.frames import Backchannel, BargeIn, Interruption, ReplyEnded, State, StateChanged
 from agent.history import History
 from agent.conversation import TICK_S, Conversation
+from avatar_engine.backend import BlankBackend
 from avatar_engine.clocked import ClockedAvatar
 from avatar_engine.runtime import AvatarRuntime
 from config import Config
@@ -95,17 +96,6 @@ class ScriptedBrain:
         pass
 
 
-class NullBackend:
-    def reset(self, reference):
-        pass
-
-    def render(self, block):
-        return np.zeros((block.n_frames, 4, 4, 3), np.uint8)
-
-    def flush(self):
-        pass
-
-
 class TurnEndScript:
     """Stand-in for Smart Turn: a turn is complete when its last words end a sentence."""
 
@@ -123,7 +113,7 @@ def make(overlap="words", end_of_turn="silence", think_s=0.0, **turns):
     cfg = dataclasses.replace(base, turns=dataclasses.replace(base.turns, overlap=overlap, end_of_turn=end_of_turn,
                                                               **turns))
     clock, timeline = SessionClock(RATE), SpeakerTimeline()
-    runtime = AvatarRuntime(NullBackend(), np.zeros((4, 4, 3), np.uint8), fps=25, frames_per_block=2,
+    runtime = AvatarRuntime(BlankBackend(), np.zeros((4, 4, 3), np.uint8), fps=25, frames_per_block=2,
                             sample_rate=RATE, listen_mask=timeline.mask)
     asr = ScriptedASR()
     conv = Conversation(cfg, ScriptedBrain(asr, clock, think_s), ClockedAvatar(runtime, clock), clock=clock, timeline=timeline,
