@@ -72,7 +72,7 @@ class Conversation:
         self.output = OutputScheduler(avatar, self.clock, timeline)
         self.runner = ReplyRunner(brain, self.output.playout, self.history, self._publish)
         self.brain = brain
-        self.metrics = TurnMetrics(max_turn_logs)
+        self.metrics = TurnMetrics(self.clock, max_turn_logs)
         self._subscribers: list[Callable[[Event], None]] = [self.metrics]
         self.state = State.LISTENING
         self.answering = True               # False: hear turns, but start no more replies

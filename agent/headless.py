@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from agent.conversation import TICK_S, Conversation
+from agent.conversation import Conversation
 from agent.metrics import summary
 from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack

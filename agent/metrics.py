@@ -3,14 +3,16 @@ observer of the conversation's events (it never steers anything), and the latenc
 summary over a session.
 
 Times ending in `_at` are on the session clock; times ending in `_s` are wall-clock
-stage durations measured from the reply's start (`reply_started_at`), so a stage's
-moment on the session clock is `reply_started_at + stage_s`.
+stage durations measured from the reply's start. `stage_at` holds the session time each
+stage's result reached the conversation: the breakdown is made of those, so its parts
+add up to the response time even when the machine is too loaded to keep the session
+clock at wall-clock pace.
 """
 from __future__ import annotations
 
 import statistics
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from agent.frames import (AgentStarted, Event, FirstFrame, Interruption, ReplyEnded, ReplyMade, ReplyStarted,
                           StageTiming, TurnEnded, UserTranscript)
@@ -40,6 +42,7 @@ class TurnLog:
     first_frame_at: float | None = None    # first frame of the reply shown, with its voice
     barge_in_at: float | None = None       # onset of the user speech that cut in
     audio_stopped_at: float | None = None  # end of the last agent sample played after it
+    stage_at: dict[str, float] = field(default_factory=dict)  # asr, llm_first_token, ... → session time
 
     @property
     def response_s(self) -> float | None:
@@ -56,12 +59,10 @@ class TurnLog:
     def breakdown(self) -> dict[str, float | None]:
         """Where the response time went, stage by stage, each from the previous one (s):
         the parts add up to `response_s` when every stage was reached."""
-        def at(stage_s):
-            return None if stage_s is None else self.reply_started_at + stage_s
-        marks = [("end_of_turn", self.detected_at), ("asr", at(self.asr_s)),
-                 ("llm_first_token", at(self.llm_first_token_s)), ("llm_first_clause", at(self.llm_first_clause_s)),
-                 ("tts_first_audio", at(self.tts_first_audio_s)), ("playout", self.first_audio_at),
-                 ("first_frame", self.first_frame_at)]
+        marks = [("end_of_turn", self.detected_at)] + \
+            [(stage, self.stage_at.get(stage)) for stage in ("asr", "llm_first_token", "llm_first_clause",
+                                                             "tts_first_audio")] + \
+            [("playout", self.first_audio_at), ("first_frame", self.first_frame_at)]
         out, last = {}, self.user_end
         for name, t in marks:
             if t is None:
@@ -81,7 +82,8 @@ class TurnLog:
 class TurnMetrics:
     """Observer: keeps the last `max_turns` turn logs up to date from the events."""
 
-    def __init__(self, max_turns: int = 1000):
+    def __init__(self, clock, max_turns: int = 1000):
+        self.clock = clock                  # SessionClock: when each stage's result arrived
         self.turns: deque[TurnLog] = deque(maxlen=max_turns)
 
     def _turn(self, index: int | None) -> TurnLog | None:
@@ -105,8 +107,10 @@ class TurnMetrics:
             turn.semantic_end, turn.end_of_turn_s = event.semantic, event.end_of_turn_s
         elif isinstance(event, UserTranscript):
             turn.user_text, turn.asr_s = event.text, event.asr_s
+            turn.stage_at["asr"] = self.clock.now
         elif isinstance(event, StageTiming):
             setattr(turn, f"{event.stage}_s", event.seconds)
+            turn.stage_at[event.stage] = self.clock.now
         elif isinstance(event, ReplyMade):
             turn.reply_text, turn.failure = event.text, event.failure
         elif isinstance(event, AgentStarted):

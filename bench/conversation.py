@@ -87,15 +87,16 @@ def main() -> None:
     args = ap.parse_args()
     turns = asyncio.run(run(args.questions, args.barge_ins, args.json, args.config))
     replied = [t for t in turns if t.first_frame_at is not None]
-    def since_end(stage):  # a stage's wall time, counted from the end of the user's speech
-        return [t.reply_started_at - t.user_end + getattr(t, stage) for t in replied if getattr(t, stage) is not None]
+    def since_end(stage):  # when a stage's result arrived, counted from the end of the user's speech
+        return [t.stage_at[stage] - t.user_end for t in replied if stage in t.stage_at]
     stages = [
         ("reply started (at the pause)", [t.reply_started_at - t.user_end for t in replied]),
-        ("VAD end of turn", [t.detected_at - t.user_end for t in replied]),
-        ("ASR done", since_end("asr_s")),
-        ("LLM first token", since_end("llm_first_token_s")),
-        ("LLM first clause (to TTS)", since_end("llm_first_clause_s")),
-        ("TTS first audio", since_end("tts_first_audio_s")),
+        ("end of turn detected", [t.detected_at - t.user_end for t in replied]),
+        ("ASR done", since_end("asr")),
+        ("LLM first token", since_end("llm_first_token")),
+        ("LLM first clause (to TTS)", since_end("llm_first_clause")),
+        ("TTS first audio", since_end("tts_first_audio")),
+        ("first voice to the avatar", [t.first_audio_at - t.user_end for t in replied]),
         ("first avatar frame + voice", [t.response_s for t in replied]),
     ]
     print(f"{len(turns)} user turns, {len(replied)} replied, {sum(t.interrupted for t in turns)} interrupted, "

@@ -18,12 +18,12 @@ from agent.brain import Speech, UserText
 from agent.events import ReplyDone
 from agent.frames import Backchannel, BargeIn, Interruption, ReplyEnded, State, StateChanged
 from agent.history import History
-from agent.conversation import TICK_S, Conversation
+from agent.conversation import Conversation
 from avatar_engine.backend import BlankBackend
 from avatar_engine.clocked import ClockedAvatar
 from avatar_engine.runtime import AvatarRuntime
 from config import Config
-from speech.timeline import TALK, SessionClock, SpeakerTimeline
+from speech.timeline import SessionClock, SpeakerTimeline
 
 RATE = 16000
 # the scripted ASR hears these words in tones of these pitches (Hz)
@@ -305,3 +305,33 @@ def test_the_session_clock_has_one_owner():
     assert conv.now == conv.detector.vad.clock.now == conv.output.avatar.clock.now
     runtime = conv.output.avatar.runtime
     assert runtime.handed == conv.clock.samples // runtime.block_samples
+
+
+def test_a_web_call_drops_what_its_tracks_hold_on_an_interruption():
+    from aiortc import RTCPeerConnection
+
+    from agent.persona import load_persona
+    from webui.call import Call
+
+    conv, _ = make()
+
+    async def main():
+        call = Call(RTCPeerConnection(), conv, load_persona("ada"), 8)
+        mic = np.zeros(int(4 * RATE), np.float32)
+        mic[int(0.5 * RATE):int(1.5 * RATE)] = tone(600, 1.0)
+        tick = conv.tick_samples
+        held = []
+        for i in range(0, len(mic) - tick + 1, tick):
+            for block in await conv.step(mic[i:i + tick]):
+                call.video.push(np.zeros((len(block.mask), 8, 8, 3), np.uint8))
+                call.voice.push(block.audio)
+            if conv.state is State.SPEAKING and conv.now > 2.5:
+                held.append((len(call.video._frames), len(call.voice._pending)))
+                call._on_channel_message("interrupt")
+                break
+        held.append((len(call.video._frames), len(call.voice._pending)))
+        await call._close()
+        return held
+    before, after = asyncio.run(main())
+    assert before[0] > 0 and before[1] > 0          # voice and video were waiting to be sent
+    assert after == (0, 0) and conv.turns[0].interrupted
