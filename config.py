@@ -160,10 +160,31 @@ class AgentConfig:
     history_turns: int = number(8, 0, 200)
     # Approximate token budget of the history sent with each request.
     history_tokens: int = number(1024, 0, 131072)
-    # User speech shorter than this while the agent talks is a backchannel, not barge-in.
+
+
+@dataclass(frozen=True)
+class TurnsConfig:
+    # Speech over the agent's voice ducks it at once; then it is judged by its words
+    # (ASR on the overlap: only backchannel words let the agent go on) or by duration.
+    overlap: str = choice("words", "duration")
+    # duration: speech over the agent longer than this is a barge-in, shorter a backchannel.
     backchannel_s: float = number(0.4, 0.0, 5.0)
-    # Silence after such speech that ends it (longer than a comma pause in "wait, stop").
-    backchannel_gap_s: float = number(0.35, 0.05, 2.0)
+    # Silence that ends a piece of speech over the agent, so it can be judged.
+    backchannel_gap_s: float = number(0.3, 0.05, 2.0)
+    # words: speech over the agent this long is a barge-in whatever it says.
+    max_backchannel_s: float = number(1.5, 0.1, 10.0)
+    # words: a first look this far into the speech catches "wait, stop" said in one breath.
+    first_look_s: float = number(0.6, 0.1, 5.0)
+    # words: what a backchannel may consist of (hum-like sounds and laughs match by shape).
+    backchannel_words: tuple[str, ...] = ("yeah", "yes", "yep", "yup", "okay", "ok", "right", "alright", "sure",
+                                          "uh", "huh", "mhm", "i", "see", "got", "it", "oh", "wow", "cool",
+                                          "nice", "great", "true", "exactly", "indeed", "totally", "really")
+    # semantic: Smart Turn v3 ends a turn that sounds finished before vad.end_s, and a
+    # turn whose words trail off waits for incomplete_end_s; silence: vad.end_s alone.
+    end_of_turn: str = choice("semantic", "silence")
+    complete_threshold: float = number(0.5, 0.0, 1.0)
+    incomplete_end_s: float = number(1.5, 0.1, 10.0)
+    threads: int = number(1, 1, 16)
 
 
 @dataclass(frozen=True)
@@ -217,6 +238,7 @@ class Config:
     llm: LLMConfig = section(LLMConfig)
     omni: OmniConfig = section(OmniConfig)
     agent: AgentConfig = section(AgentConfig)
+    turns: TurnsConfig = section(TurnsConfig)
     avatar: AvatarConfig = section(AvatarConfig)
     causal_dit: CausalDiTConfig = section(CausalDiTConfig)
 

@@ -113,8 +113,9 @@ class CascadeBrain(LocalVoice):
                     yield event
 
     async def warm_up(self) -> None:
-        # Without this the first reply also pays for reading the persona prompt (~3 s).
-        await self.llm.warm_up(self.persona)
+        # Without this the first reply also pays for reading the persona prompt (~3 s),
+        # and for the ASR's and the TTS's first calls (their lazy setup, ~0.5 s).
+        await asyncio.gather(self.llm.warm_up(self.persona), warm_up_speech(self.asr, self.tts))
 
 
 class OmniBrain(LocalVoice):
@@ -149,4 +150,15 @@ class OmniBrain(LocalVoice):
                     yield event
 
     async def warm_up(self) -> None:
-        pass  # a hosted model keeps its own caches
+        # a hosted model keeps its own caches; the local ASR and the apology's voice do not
+        await warm_up_speech(self.asr, self.tts)
+
+
+async def warm_up_speech(asr: ASR | None, tts: TTS) -> None:
+    """One short call each, so the user's first turn does not pay for the first call."""
+    def run():
+        if asr is not None:
+            noise = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.01  # 1 s
+            asr.transcribe(noise, words=False)
+        tts.synthesize("Hello.")
+    await asyncio.to_thread(run)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import statistics
 import time
 from collections import deque
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from agent.conversation import Conversation
+from agent.metrics import summary
 from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer
@@ -26,7 +26,6 @@ from config import Config
 from speech.audio import prepare, read_wav
 
 log = logging.getLogger(__name__)
-TICK_S = 0.02
 TAIL_S = 1.0            # keep recording this long after the last reply
 MAX_SESSION_S = 3600.0  # a headless run never goes on for longer than this
 
@@ -112,7 +111,7 @@ async def run_conversation(conv: Conversation, user, writer: MP4Writer | None, *
     """Drive `conv` tick by tick with `user` (WavUser, speech.synthetic.ScriptedUser) as
     the microphone until the user is done and the agent has finished; the user hears
     the agent's output. Every A/V block is written with agent voice and mic mixed."""
-    tick = int(TICK_S * SESSION_RATE)
+    tick = conv.tick_samples
     pacer = Pacer(realtime=not fast)
     heard = _RecentAudio(10.0)
     speaker = Loudspeaker(tick)
@@ -145,30 +144,6 @@ async def run_conversation(conv: Conversation, user, writer: MP4Writer | None, *
 
 def transcript(conv: Conversation, **meta) -> dict:
     return {**meta, "turns": [t.to_json() for t in conv.turns], "summary": summary(conv.turns)}
-
-
-def summary(turns) -> dict:
-    """Latency percentiles over the turns that got a reply."""
-    def pct(values, q):
-        values = sorted(v for v in values if v is not None)
-        if not values:
-            return None
-        return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-    response = [t.response_s for t in turns]
-    barge = [t.barge_in_s for t in turns]
-    return {
-        "turns": len(turns),
-        "replied": sum(t.first_frame_at is not None for t in turns),
-        "interrupted": sum(t.interrupted for t in turns),
-        "failed": sum(t.failure is not None for t in turns),
-        "response_p50_s": pct(response, 0.5), "response_p90_s": pct(response, 0.9),
-        "barge_in_p50_s": pct(barge, 0.5), "barge_in_max_s": max((b for b in barge if b is not None), default=None),
-        "asr_p50_s": pct([t.asr_s for t in turns], 0.5),
-        "llm_first_token_p50_s": pct([t.llm_first_token_s for t in turns], 0.5),
-        "tts_first_audio_p50_s": pct([t.tts_first_audio_s for t in turns], 0.5),
-        "vad_end_p50_s": pct([t.detected_at - t.user_end for t in turns], 0.5),
-        "mean_response_s": statistics.mean([r for r in response if r is not None]) if any(response) else None,
-    }
 
 
 async def run_headless(cfg: Config, input_wav: str | Path, output_mp4: str | Path, *, fast: bool = False,

@@ -2,7 +2,7 @@
 
     async with open_stack(cfg) as stack:          # ASR, TTS, VAD, the LLM (server) once
         conv = make_conversation(stack, load_persona("ada"))
-        blocks = await conv.step(mic_tick)
+        blocks = await conv.step(mic_tick)         # one TICK_S of mic audio → A/V blocks
 
 Two-agent mode makes two conversations from one stack opened with `seats=2`: each
 persona has its own LLM (with the local model, its own server), so each keeps its own
@@ -36,6 +36,7 @@ class Stack:
     tts: object
     llms: list = field(default_factory=list)  # TextLLM per seat (cascade)
     omni: object | None = None      # OmniClient (omni)
+    turn_end: object | None = None  # SmartTurn (turns.end_of_turn: semantic)
 
 
 @contextlib.asynccontextmanager
@@ -47,10 +48,11 @@ async def open_stack(cfg: Config, progress: Callable[[str], None] = log.info, *,
     from speech.tts import TTS
     t = time.perf_counter()
     progress("loading speech models (Whisper, Piper) and the avatar")
-    asr, tts, _ = await asyncio.gather(asyncio.to_thread(ASR, cfg.asr), asyncio.to_thread(TTS, cfg.tts),
-                                       asyncio.to_thread(_prepare_avatar, cfg))
+    asr, tts, turn_end, _ = await asyncio.gather(asyncio.to_thread(ASR, cfg.asr), asyncio.to_thread(TTS, cfg.tts),
+                                                 asyncio.to_thread(_turn_end_model, cfg),
+                                                 asyncio.to_thread(_prepare_avatar, cfg))
     async with contextlib.AsyncExitStack() as exits:
-        stack = Stack(cfg, asr, tts)
+        stack = Stack(cfg, asr, tts, turn_end=turn_end)
         if cfg.agent.mode == "omni":
             from agent.omni import OmniClient
             stack.omni = await exits.enter_async_context(OmniClient(cfg.omni))
@@ -68,6 +70,19 @@ async def open_stack(cfg: Config, progress: Callable[[str], None] = log.info, *,
             stack.llms = [await exits.enter_async_context(TextLLM(cfg.llm, server=s)) for s in servers]
         progress(f"ready in {time.perf_counter() - t:.1f} s")
         yield stack
+
+
+def _turn_end_model(cfg: Config):
+    if cfg.turns.end_of_turn != "semantic":
+        return None
+    from speech.turn_end import SmartTurn, TurnEndModelMissing
+    try:
+        model = SmartTurn(cfg.turns.threads)
+    except TurnEndModelMissing as e:  # the conversation still works, on silence alone
+        log.warning("%s; until then turns end on silence alone", e)
+        return None
+    model.warm_up()
+    return model
 
 
 def _prepare_avatar(cfg: Config) -> None:
@@ -106,15 +121,14 @@ def make_backend(cfg: Config):
 def make_conversation(stack: Stack, persona: Persona, backend=None, seat: int = 0) -> Conversation:
     from avatar_engine.clocked import ClockedAvatar
     from avatar_engine.runtime import AvatarRuntime
-    from speech.timeline import SpeakerTimeline
+    from speech.timeline import SessionClock, SpeakerTimeline
     cfg = stack.cfg
-    timeline = SpeakerTimeline()
+    clock, timeline = SessionClock(SESSION_RATE), SpeakerTimeline()
     backend = backend or make_backend(cfg)
     # The diffusion model generates fixed-size blocks; the portrait takes any size.
     frames = getattr(backend, "block_video_frames", cfg.avatar.frames_per_block)
     runtime = AvatarRuntime(backend, reference_image(cfg, persona), fps=cfg.avatar.fps, frames_per_block=frames,
                             sample_rate=SESSION_RATE, lookahead_blocks=cfg.avatar.lookahead_blocks,
                             listen_mask=timeline.mask)
-    return Conversation(cfg, make_brain(stack, persona, seat), ClockedAvatar(runtime), rate=SESSION_RATE,
-                        timeline=timeline)
-
+    return Conversation(cfg, make_brain(stack, persona, seat), ClockedAvatar(runtime, clock), clock=clock,
+                        timeline=timeline, asr=stack.asr, turn_end=stack.turn_end)

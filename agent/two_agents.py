@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from agent.headless import TICK_S, Loudspeaker, Pacer, transcript
+from agent.conversation import TICK_S
+from agent.headless import Loudspeaker, Pacer, transcript
 from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer
@@ -38,9 +39,9 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
                          fast: bool = True, progress: Callable[[str], None] = log.info) -> dict:
     pa, pb = load_persona(a), load_persona(b)
     pa, pb = with_topic(pa, topic, pb.name), with_topic(pb, topic, pa.name)
-    tick = int(TICK_S * SESSION_RATE)
     async with open_stack(cfg, progress, seats=2) as stack:
         conv_a, conv_b = make_conversation(stack, pa, seat=0), make_conversation(stack, pb, seat=1)
+        tick = conv_a.tick_samples
         for conv in (conv_a, conv_b):  # each LLM reads its persona's prompt once
             await conv.warm_up()
         opening = f"{pa.greeting} Let's talk about {topic}." if topic else pa.greeting

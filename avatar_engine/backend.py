@@ -47,3 +47,20 @@ class Backend(Protocol):
 
     def flush(self) -> None:
         """Barge-in: drop pending talk motion; the next block starts returning to rest."""
+
+
+class BlankBackend:
+    """Frames of one colour, no face: for measuring a conversation without the renderer
+    (benchmarks of turn taking, state-machine tests)."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+
+    def reset(self, reference: np.ndarray) -> None:
+        pass
+
+    def render(self, block: Block) -> np.ndarray:
+        return np.zeros((block.n_frames, self.size, self.size, 3), np.uint8)
+
+    def flush(self) -> None:
+        pass

@@ -93,6 +93,11 @@ class AvatarRuntime:
     # ── input ─────────────────────────────────────────────────────────────────────────
 
     @property
+    def handed(self) -> int:
+        """Blocks handed over so far (the next one handed is block `handed`)."""
+        return self._handed
+
+    @property
     def talk_queued_s(self) -> float:
         """Agent speech queued but not yet rendered, seconds."""
         with self._lock:

@@ -7,6 +7,7 @@ the ground truth of where speech starts and ends inside a clip.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -83,10 +84,11 @@ class ScriptedUser:
     whether the agent's voice was audible in that tick, then `speak(n)` for the mic.
     """
 
-    def __init__(self, tts, cues: list[Cue], rate: int = 16000):
+    def __init__(self, tts, cues: list[Cue], rate: int = 16000, voice: Callable[[str], np.ndarray] | None = None):
+        """`voice(text)` → the line's audio at `rate`, when not in the Piper voice of `tts`."""
         self.rate = rate
         self.cues = list(cues)
-        self.clips = [say(tts, c.text, rate) for c in cues]
+        self.clips = [voice(c.text) if voice is not None else say(tts, c.text, rate) for c in cues]
         self.said: list[Said] = []
         self._playing = np.zeros(0, np.float32)
         self._t = 0.0

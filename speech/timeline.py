@@ -37,6 +37,24 @@ class Interval:
         return now if self.end is None else self.end
 
 
+class SessionClock:
+    """The one session clock: samples of microphone audio heard since the session began.
+
+    Its owner (the conversation) advances it once per tick; everything else on the clock
+    (the VAD's frame times, the avatar's blocks) derives its time from it."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.samples = 0
+
+    @property
+    def now(self) -> float:
+        return self.samples / self.rate
+
+    def advance(self, n: int) -> None:
+        self.samples += n
+
+
 def coverage_mask(intervals, t0: float, n_frames: int, fps: float, now: float = math.inf) -> np.ndarray:
     """Boolean per frame: does the union of `intervals` cover ≥ half of frame i?
 

@@ -8,7 +8,11 @@ events on the session clock (seconds since the first pushed sample):
     user_paused(t = end of speech, audio = turn)  after `pause_s` of silence: a reply may
                                                   be prepared, not yet spoken
     user_resumed(t = now)                         speech again after a pause
-    user_stopped(t = end of speech, audio = turn) after `end_s` of silence
+    user_stopped(t = end of speech, audio = turn) after `end_s` of silence, or when the
+                                                  caller ends the turn (`end_turn`)
+
+Times come from a `SessionClock`: the caller's (a conversation advances it before each
+push) or, standalone, the VAD's own, advanced by `push`.
 
 Echo guard: with open speakers the agent's own voice reaches the microphone. `push`
 also takes the audio that was played during the same samples (the reference). In
@@ -25,6 +29,7 @@ import numpy as np
 import torch
 
 from config import EchoGuardConfig, VADConfig
+from speech.timeline import SessionClock
 
 FRAME_SAMPLES = {16000: 512, 8000: 256}
 # Speech ends when the probability falls this far below the start threshold (hysteresis,
@@ -116,12 +121,14 @@ class EchoCanceller:
 class StreamingVAD:
     """Silero VAD over arbitrary chunks, with turn hysteresis, padding and echo guard."""
 
-    def __init__(self, cfg: VADConfig, sample_rate: int = 16000, model=None):
+    def __init__(self, cfg: VADConfig, sample_rate: int = 16000, model=None, clock: SessionClock | None = None):
         if sample_rate not in FRAME_SAMPLES:
             raise ValueError(f"VAD runs at 8000 or 16000 Hz, got {sample_rate}; resample first")
         self.cfg, self.rate = cfg, sample_rate
         self.frame = FRAME_SAMPLES[sample_rate]
         self.model = model if model is not None else load_vad_model()
+        self._owns_clock = clock is None
+        self.clock = clock if clock is not None else SessionClock(sample_rate)
         guard = cfg.echo_guard
         self.echo = EchoCanceller(guard, sample_rate) if guard.mode == "reference" else None
         # Reference energy below this is silence: the agent is not playing.
@@ -133,7 +140,16 @@ class StreamingVAD:
         self._turn: list[np.ndarray] = []
         self._max_turn_frames = int(cfg.max_turn_s * sample_rate / self.frame)
         self._playing_frames = 0           # frames since the reference was last active
+        self._turn_start = 0               # session sample where the turn's audio begins
         self.reset()
+
+    def warm_up(self, calls: int = 3) -> None:
+        """Silero compiles TorchScript on its first calls (0.1-0.5 s): do it before the
+        microphone starts, where it would hold up the first ticks."""
+        with torch.no_grad():
+            for _ in range(calls):
+                self.model(torch.zeros(self.frame), self.rate)
+        self.model.reset_states()
 
     def reset(self) -> None:
         self.model.reset_states()
@@ -143,22 +159,25 @@ class StreamingVAD:
         self._ref_pending = np.zeros(0, np.float32)
         self._pre.clear()
         self._turn = []
-        self.frames = 0                    # frames scored so far (the session clock)
+        if self._owns_clock:
+            self.clock.samples = 0
+        self._next_sample = self.clock.samples  # session sample where the next frame starts
         self.in_turn = False
         self._paused = False               # a pause inside the turn was reported
         self._run = 0                      # consecutive speech frames before a turn starts
         self._silence = 0                  # consecutive silent frames inside a turn
-        self._last_speech_end = 0          # frame index just after the last speech frame
+        self._last_speech_end = 0          # session sample just after the last speech frame
         self.last_prob = 0.0
 
     @property
     def now(self) -> float:
-        return self.frames * self.frame / self.rate
+        """Session time at the end of the last frame scored."""
+        return self._next_sample / self.rate
 
     @property
     def last_speech_end(self) -> float:
         """Session time just after the last speech frame of the current/last turn."""
-        return self._last_speech_end * self.frame / self.rate
+        return self._last_speech_end / self.rate
 
     def push(self, mic: np.ndarray, played: np.ndarray | None = None, agent_playing: bool = False) -> list[VADEvent]:
         """Feed mic samples (float32 at the VAD rate) and, optionally, the audio played on
@@ -167,7 +186,11 @@ class StreamingVAD:
         they completed."""
         if played is not None and len(played) != len(mic):
             raise ValueError(f"played audio ({len(played)} samples) must match mic audio ({len(mic)})")
+        if self._owns_clock:
+            self.clock.advance(len(mic))
         self._mic_pending = np.concatenate([self._mic_pending, np.asarray(mic, np.float32)])
+        # the pending samples are the newest ones the clock has counted
+        self._next_sample = self.clock.samples - len(self._mic_pending)
         ref = np.zeros(len(mic), np.float32) if played is None else np.asarray(played, np.float32)
         self._ref_pending = np.concatenate([self._ref_pending, ref])
         events = []
@@ -198,25 +221,25 @@ class StreamingVAD:
         # Speech over the agent is a possible barge-in: decide sooner.
         start_s = guard.start_s_while_playing if while_playing else cfg.start_s
         self._pre.append(mic)
-        index = self.frames
-        self.frames += 1
+        self._next_sample += self.frame
 
         if not self.in_turn:
             self._run = self._run + 1 if prob >= threshold else 0
             if self._run * self.frame >= max(1, start_s * self.rate):
-                onset = index + 1 - self._run
+                onset = self._next_sample - self._run * self.frame
                 self.in_turn = True
                 self._silence = 0
-                self._last_speech_end = index + 1
+                self._last_speech_end = self._next_sample
                 pad = int(np.ceil(cfg.pad_s * self.rate / self.frame))
                 self._turn = list(self._pre)[-(self._run + pad):]
-                return VADEvent("user_started", onset * self.frame / self.rate)
+                self._turn_start = self._next_sample - len(self._turn) * self.frame
+                return VADEvent("user_started", onset / self.rate)
             return None
 
         self._turn.append(mic)
         if prob >= threshold - HYSTERESIS:
             self._silence = 0
-            self._last_speech_end = index + 1
+            self._last_speech_end = self._next_sample
             if self._paused:
                 self._paused = False
                 return VADEvent("user_resumed", self.now)
@@ -225,21 +248,30 @@ class StreamingVAD:
         if self._silence * self.frame >= cfg.end_s * self.rate:
             return self._close(truncated=False)
         if len(self._turn) >= self._max_turn_frames:
-            self._last_speech_end = index + 1
+            self._last_speech_end = self._next_sample
             return self._close(truncated=True)
         if not self._paused and cfg.pause_s < cfg.end_s and self._silence * self.frame >= cfg.pause_s * self.rate:
             self._paused = True
-            return VADEvent("user_paused", self.last_speech_end, self._turn_audio())
+            return VADEvent("user_paused", self.last_speech_end, self.turn_audio())
         return None
 
-    def _turn_audio(self) -> np.ndarray:
-        """The turn so far, keeping pad_s of its trailing silence."""
+    def turn_audio(self, since: float | None = None) -> np.ndarray:
+        """The turn so far (from session time `since`, if given, less pad_s), keeping
+        pad_s of its trailing silence."""
         pad = int(np.ceil(self.cfg.pad_s * self.rate / self.frame))
-        drop = max(0, self.frames - self._last_speech_end - pad)
+        drop = max(0, (self._next_sample - self._last_speech_end) // self.frame - pad)
         frames = self._turn[:len(self._turn) - drop] if drop else self._turn
+        if since is not None:
+            skip = int((since * self.rate - self._turn_start) // self.frame) - pad
+            frames = frames[max(0, skip):]
         return np.concatenate(frames) if frames else np.zeros(0, np.float32)
 
+    def end_turn(self) -> VADEvent | None:
+        """End the turn in progress now (the caller knows it is over, e.g. from what was
+        said): its user_stopped event, or None outside a turn."""
+        return self._close(truncated=False) if self.in_turn else None
+
     def _close(self, truncated: bool) -> VADEvent:
-        audio = self._turn_audio()
+        audio = self.turn_audio()
         self.in_turn, self._run, self._turn, self._paused = False, 0, [], False
         return VADEvent("user_stopped", self.last_speech_end, audio, truncated)

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from agent.conversation import APOLOGY, Phase
+from agent.conversation import APOLOGY, State
 from agent.headless import run_conversation
 from agent.omni import OmniClient
 from agent.persona import load_persona
@@ -69,7 +69,7 @@ def test_failures_become_a_spoken_apology(cfg, asr, tts, server, monkeypatch, mo
     (turn,) = conv.turns
     assert turn.failure and expect.lower() in turn.failure.lower(), turn.failure
     assert APOLOGY in turn.agent_text                # the user heard the apology
-    assert turn.first_frame_at is not None and conv.phase == Phase.LISTENING
+    assert turn.first_frame_at is not None and conv.state == State.LISTENING
     assert turn.user_text                            # the question itself is kept
 
 

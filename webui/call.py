@@ -2,7 +2,9 @@
 
 The browser's microphone is the clock. Every mic frame is resampled to the session
 rate and cut into ticks; each tick goes through `conv.step`, and the A/V blocks that
-come back are handed to the outgoing video and voice tracks. State, transcript and
+come back are handed to the outgoing video and voice tracks; on an `Interruption` (a
+barge-in, or "interrupt" from the page's button) the tracks drop what they still hold,
+so the page falls silent at once. State, transcript and
 latencies go to the page over the data channel the browser opened, whenever they
 change. The call ends when the browser hangs up ("bye" on the channel, the connection
 closing or failing, the mic track ending) or the server stops; then the conversation,
@@ -19,7 +21,8 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from agent.conversation import Conversation
-from agent.headless import TICK_S, summary
+from agent.frames import Interruption
+from agent.metrics import summary
 from agent.persona import Persona
 from speech.audio import StreamResampler
 from webui.tracks import AvatarVideoTrack, MicBacklog, VoiceTrack, mic_samples
@@ -41,7 +44,7 @@ class CallError(RuntimeError):
 class Call:
     def __init__(self, pc: RTCPeerConnection, conv: Conversation, persona: Persona, frame_size: int):
         self.pc, self.conv, self.persona = pc, conv, persona
-        fps, block_frames = conv.avatar.fps, conv.avatar.runtime.frames_per_block
+        fps, block_frames = conv.fps, conv.frames_per_block
         self.video = AvatarVideoTrack(np.zeros((frame_size, frame_size, 3), np.uint8), fps,
                                       max_frames=BUFFERED_BLOCKS * block_frames)
         self.voice = VoiceTrack(conv.rate, max_seconds=BUFFERED_BLOCKS * block_frames / fps)
@@ -54,6 +57,12 @@ class Call:
         self._shown: str | None = None     # the last snapshot the page received
         pc.on("connectionstatechange", self._on_connection_state)
         pc.on("datachannel", self._on_channel)
+        self._unsubscribe = conv.subscribe(self._on_event)
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, Interruption):  # what the tracks still hold was never said
+            self.video.clear()
+            self.voice.clear()
 
     async def answer(self, sdp: str, kind: str) -> RTCSessionDescription:
         """Take the browser's offer (mic audio, video to receive) and answer it."""
@@ -109,7 +118,7 @@ class Call:
                      self._mic.dropped_s, summary(self.conv.turns))
 
     async def _pump(self) -> None:
-        tick = int(TICK_S * self.conv.rate)
+        tick = self.conv.tick_samples
         to_session_rate: StreamResampler | None = None
         pending = np.zeros(0, np.float32)
         while True:
@@ -130,6 +139,7 @@ class Call:
             self._publish()
 
     async def _close(self) -> None:
+        self._unsubscribe()
         await self.conv.close()
         self.video.stop()
         self.voice.stop()
@@ -167,7 +177,10 @@ class Call:
     def _on_channel(self, channel) -> None:
         self.channel = channel
 
-        @channel.on("message")
-        def on_message(message) -> None:
-            if message == "bye":
-                self.hang_up()
+        channel.on("message", self._on_channel_message)
+
+    def _on_channel_message(self, message) -> None:
+        if message == "bye":
+            self.hang_up()
+        elif message == "interrupt":     # the page's Interrupt button
+            self.conv.interrupt()

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 
-import torch
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from agent.conversation import Conversation
@@ -21,7 +20,6 @@ from webui.call import Call, CallError
 from webui.shared_stack import SharedStack
 
 log = logging.getLogger(__name__)
-VAD_WARMUP_CALLS = 3
 
 
 class CallRefused(Exception):
@@ -38,12 +36,8 @@ def peer_connection(ice_servers: tuple[str, ...]) -> RTCPeerConnection:
 
 def conversation(stack: Stack, persona: Persona) -> Conversation:
     conv = make_conversation(stack, persona)
-    # Silero compiles TorchScript on its first calls (0.1-0.5 s): do it here, not on the
-    # call's first ticks, where it would hold up the microphone.
-    with torch.no_grad():
-        for _ in range(VAD_WARMUP_CALLS):
-            conv.vad.model(torch.zeros(conv.vad.frame), conv.rate)
-    conv.vad.reset()
+    # Silero compiles TorchScript on its first calls: here, not on the call's first ticks.
+    conv.warm_up_listening()
     return conv
 
 

@@ -5,18 +5,18 @@ needs no knowledge of the conversation's types.
 """
 from __future__ import annotations
 
-from agent.conversation import Conversation, Phase, TurnLog
+from agent.conversation import Conversation, State, TurnLog
 from agent.persona import Persona
 
 MAX_TURNS_SHOWN = 50   # the page keeps no more; the message stays small
 
 
 def ui_state(conv: Conversation) -> str:
-    """listening / thinking / speaking as the user perceives it: the greeting is
-    spoken outside any turn, so voice still queued also counts as speaking."""
-    if conv.phase is Phase.LISTENING and conv.playout:
-        return Phase.SPEAKING.value
-    return conv.phase.value
+    """listening / thinking / speaking as the user perceives it: a reply prepared at a
+    pause, or a voice ducked under the user's speech, is not heard."""
+    if conv.state in (State.PREPARING, State.DUCKED):
+        return State.LISTENING.value
+    return conv.state.value
 
 
 def turn_view(turn: TurnLog) -> dict:
