@@ -8,7 +8,7 @@
   in the prompt, and a voice would read these out.
 - A reply that starts repeating itself (a sentence it already said, or a run of
   `LOOP_WORDS` words it already said) or says a sentence of an earlier reply again
-  verbatim is stopped before that sentence: ReplyDone with finish_reason "repeat", the
+  verbatim (or starts one: its first clause) is stopped before that sentence: ReplyDone with finish_reason "repeat", the
   request closed. The repeat penalty (llm.repeat_penalty) makes this rare; this makes it
   inaudible.
 """
@@ -34,12 +34,14 @@ _MARKUP = re.compile(
     r"|^\s*(?:[-•]|\d+[.)])\s+"             # list bullets and numbers
     r"|[\U0001F000-\U0001FAFF\u2600-\u27BF\uFE0F\u200D]"  # emoji (and their joiners)
 )
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+(?=[,.!?;:…])")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_SENTENCE_END = re.compile(r"[.!?…]+")
 
 
 def speakable(text: str) -> str:
     """`text` without markup, markers and emoji, its spaces collapsed. Pure."""
-    return " ".join(_MARKUP.sub(" ", text).split()).strip()
+    return _SPACE_BEFORE_PUNCTUATION.sub("", " ".join(_MARKUP.sub(" ", text).split()))
 
 
 def _words(text: str) -> list[str]:
@@ -54,8 +56,10 @@ class RepeatGuard:
     """Says whether the next sentence of a reply repeats what was said before."""
 
     def __init__(self, earlier_replies: Iterable[str]):
-        # " a b c " per earlier reply: a sentence repeats one when " its words " are inside
-        self._earlier = [f" {' '.join(_words(r))} " for r in earlier_replies]
+        # The sentences of earlier replies, as words: a new sentence (or the first clause
+        # of one) that is one of them, or their start, is that sentence said again.
+        self._earlier = [words for reply in earlier_replies for s in _SENTENCE_END.split(reply)
+                         if (words := _words(s))]
         self._sentences: set[tuple[str, ...]] = set()
         self._words: list[str] = []   # this reply's words so far
 
@@ -70,7 +74,7 @@ class RepeatGuard:
         runs = _runs(self._words + words, LOOP_WORDS)
         if len(set(runs)) < len(runs):
             return True
-        if len(words) >= REPEAT_WORDS and any(f" {' '.join(words)} " in e for e in self._earlier):
+        if len(words) >= REPEAT_WORDS and any(e[:len(words)] == words for e in self._earlier):
             return True
         self._sentences.add(tuple(words))
         self._words += words
