@@ -28,6 +28,11 @@ from agent.reply_guard import guarded
 from agent.streaming import Endpoint, first_choice, mapping_at, string_at
 
 
+# Added to the user's words, for that request only, when the reply only repeated an
+# earlier one: the prompt's prefix stays as it was.
+REPHRASE = "(Answer in other words than before.)"
+
+
 def base_model_stops(persona: Persona) -> list[str]:
     """A base model continues the transcript after its line: cut it at the next speaker
     label or paragraph break. (OpenAI-compatible APIs accept at most 4 stop strings.)"""
@@ -60,10 +65,19 @@ class TextLLM:
         async with contextlib.aclosing(self.reply(persona, History(0, 0), "", max_tokens=1)) as events:
             return isinstance([e async for e in events][-1], ReplyDone)
 
-    def spoken(self, persona: Persona, history: History, user_text: str) -> AsyncIterator[ReplyEvent]:
+    async def spoken(self, persona: Persona, history: History, user_text: str) -> AsyncIterator[ReplyEvent]:
         """The reply as the persona says it: `reply()` in Sentence events for TTS, each made
-        speakable, stopped where it starts repeating (agent.reply_guard)."""
-        return guarded(sentences(self.reply(persona, history, user_text)), history)
+        speakable, stopped where it starts repeating (agent.reply_guard). A reply that
+        would only repeat an earlier one is asked for once more, in other words."""
+        for text in (user_text, f"{user_text.strip()} {REPHRASE}"):
+            async with contextlib.aclosing(guarded(sentences(self.reply(persona, history, text)), history)) as events:
+                async for event in events:
+                    if isinstance(event, ReplyDone) and event.finish_reason == "repeat" and not event.text \
+                            and text == user_text:
+                        break  # nothing said yet: ask again
+                    yield event
+                else:
+                    return
 
     async def reply(self, persona: Persona, history: History, user_text: str, *,
                     max_tokens: int | None = None) -> AsyncIterator[ReplyEvent]:

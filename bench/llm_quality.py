@@ -56,6 +56,9 @@ class Ask:
     max_words: int = 40     # a stop request is answered briefly
 
 
+SAYS_ADA = r"\b(?:i'm|i am|my name is|my name's|this is|it's|call me|name is)\s+ada\b|^ada\b"
+GOODBYE = r"\bbye\b|goodbye|take care|anytime|welcome|see you|pleasure|great day|good day|nice day"
+
 # Dialogues: each starts from an empty history; only follow-ups rely on earlier turns.
 QUIZ: list[list[Ask]] = [
     [Ask("What is the biggest planet in our solar system?", "fact", r"jupiter")],
@@ -81,9 +84,9 @@ QUIZ: list[list[Ask]] = [
     [Ask("What is twenty minus seven?", "arithmetic", r"\b13\b|thirteen")],
     [Ask("What is half of fifty?", "arithmetic", r"\b25\b|twenty[- ]five")],
     [Ask("What is nine times nine?", "arithmetic", r"\b81\b|eighty[- ]one")],
-    [Ask("What is your name?", "name", r"\bada\b")],
-    [Ask("Could you tell me what your name is?", "name", r"\bada\b")],
-    [Ask("Hello there, who am I talking to?", "name", r"\bada\b")],
+    [Ask("What is your name?", "name", SAYS_ADA)],
+    [Ask("Could you tell me what your name is?", "name", SAYS_ADA)],
+    [Ask("Hello there, who am I talking to?", "name", SAYS_ADA)],
     [Ask("What is the capital of Italy?", "fact", r"rome"),
      Ask("And what language do people speak there?", "follow-up", r"italian")],
     [Ask("My favourite colour is purple. What is yours?", "fact", r"\w"),
@@ -95,10 +98,9 @@ QUIZ: list[list[Ask]] = [
     [Ask("Which planet has the biggest rings?", "fact", r"saturn"),
      Ask("Is it bigger than the Earth?", "follow-up", r"\byes\b|bigger|larger|times")],
     [Ask("Why is the sky blue?", "fact", r"scatter|bounce|light"),
-     Ask("That's all, thank you. Bye!", "stop", r"\bbye\b|goodbye|take care|anytime|welcome|see you|pleasure",
-         max_words=20)],
+     Ask("That's all, thank you. Bye!", "stop", GOODBYE, max_words=20)],
     [Ask("Okay, you can stop now, that's enough.", "stop",
-         r"\bok|\bsure\b|alright|all right|of course|\bbye\b|goodbye|no problem|got it|understood|fine|sorry|stop",
+         GOODBYE + r"|\bok|\bsure\b|alright|all right|of course|no problem|got it|understood|fine|sorry|stop",
          max_words=20)],
 ]
 
@@ -138,7 +140,12 @@ async def ask(llm: TextLLM, persona, history: History, question: Ask) -> Result:
                   first_token_s=first_token, first_clause_s=first_clause, finish_reason=finish)
 
 
-async def run_model(name: str, cfg, persona_id: str) -> list[Result]:
+def show(r: Result) -> None:
+    print(f"  {'ok ' if r.correct else 'BAD'} [{r.ask.kind}] {r.ask.question} -> {r.reply!r}"
+          f" ({r.first_clause_s or float('nan'):.2f} s)", flush=True)
+
+
+async def run_model(name: str, cfg, persona_id: str, verbose: bool) -> list[Result]:
     llm_cfg = dataclasses.replace(cfg.llm, model=name, api=API[name], provider="local")
     persona = load_persona(persona_id)
     async with LocalLLMServer.from_config(llm_cfg) as server, TextLLM(llm_cfg, server=server) as llm:
@@ -148,6 +155,8 @@ async def run_model(name: str, cfg, persona_id: str) -> list[Result]:
             history = History.from_config(cfg.agent)
             for question in dialogue:
                 results.append(await ask(llm, persona, history, question))
+                if verbose:
+                    show(results[-1])
         return results
 
 
@@ -173,8 +182,11 @@ def main() -> int:
     p.add_argument("--models", nargs="+", default=list(assets.LOCAL_LLMS), choices=list(assets.LOCAL_LLMS))
     p.add_argument("--persona", default=None, help="default: agent.persona from config.yaml")
     p.add_argument("--show", action="store_true", help="print every question, reply and verdict")
+    p.add_argument("--threads", type=int, help="llama.cpp threads (default: llm.threads; 1 on a busy machine)")
+    p.add_argument("--temperature", type=float, help="default: llm.temperature")
     args = p.parse_args()
-    cfg = load_config()
+    overrides = {k: v for k, v in (("threads", args.threads), ("temperature", args.temperature)) if v is not None}
+    cfg = load_config(overrides={"llm": overrides})
     persona_id = args.persona or cfg.agent.persona
     questions = sum(len(d) for d in QUIZ)
     print(f"{questions} questions in {len(QUIZ)} dialogues, persona {persona_id}, llm.threads {cfg.llm.threads}, "
@@ -182,11 +194,7 @@ def main() -> int:
     rows = []
     for name in args.models:
         print(f"\n== {name} ({API[name]})", flush=True)
-        results = asyncio.run(run_model(name, cfg, persona_id))
-        if args.show:
-            for r in results:
-                print(f"  {'ok ' if r.correct else 'BAD'} [{r.ask.kind}] {r.ask.question} -> {r.reply!r}"
-                      f" ({r.first_clause_s or float('nan'):.2f} s)")
+        results = asyncio.run(run_model(name, cfg, persona_id, args.show))
         rows.append(summary(name, results))
         print("  " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()),
               flush=True)
