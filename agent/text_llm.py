@@ -1,7 +1,8 @@
 """Streaming text LLM client, and the sentence splitter that lets TTS start early.
 
 Two request shapes, chosen by `llm.api`:
-- `chat`: /v1/chat/completions with the persona's system prompt and history;
+- `chat`: /v1/chat/completions with the persona's system prompt and history, rendered by
+  the model's chat template (the default, an instruct model);
 - `completions`: /v1/completions with a few-shot `User:/Ada:` transcript and stop
   strings, for base models without a chat template (the bundled Gemma 3 270M).
 

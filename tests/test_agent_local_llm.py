@@ -65,7 +65,8 @@ def gemma_server(loop, gemma_cfg):
 @pytest.fixture(scope="module")
 def llm_cfg(cfg):
     # Greedy decoding: the same prompt gives the same reply, so tests can reason about it.
-    return dataclasses.replace(cfg.llm, temperature=0.0, max_tokens=40)
+    # A long timeout: the suite shares two cores, and the first request reads the whole persona.
+    return dataclasses.replace(cfg.llm, temperature=0.0, max_tokens=40, timeout_s=120.0)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def make_llm(loop):
         loop.run_until_complete(llm.close())
 
 
-def run(loop, coro, timeout: float = 60):
+def run(loop, coro, timeout: float = 120):
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
