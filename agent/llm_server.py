@@ -1,4 +1,4 @@
-"""The embedded LLM: llama.cpp's OpenAI-compatible server with the bundled Gemma, on loopback.
+"""The embedded LLM: llama.cpp's OpenAI-compatible server with a bundled model, on loopback.
 
     async with LocalLLMServer.from_config(cfg.llm) as server:   # started and answering
         llm = TextLLM(cfg.llm, server=server)
@@ -7,7 +7,9 @@
 What it takes care of:
 - start `python -m llama_cpp.server` on 127.0.0.1 and a free port (or `llm.port`), and
   wait until `/v1/models` answers, bounded by `llm.start_timeout_s`, logging progress;
-- a taken port, a crash while loading, a timeout → `LLMServerError`, one line;
+- a taken port, a crash while loading, a timeout, a base model asked to chat →
+  `LLMServerError`, one line;
+- chat requests are rendered with the chat template inside the GGUF;
 - the persona prefix and the history are evaluated once, not every turn: llama.cpp
   keeps the last request's context and evaluates only what follows the longest common
   prefix. Its RAM prompt cache (`--cache`) stays off: with Gemma's 262k-token vocabulary
@@ -75,10 +77,13 @@ class LocalLLMServer:
 
     @classmethod
     def from_config(cls, cfg: LLMConfig, **overrides) -> LocalLLMServer:
-        from assets import gemma_gguf  # resolves/assembles the bundled weights once
+        from assets import BASE_MODELS, llm_gguf  # resolves/assembles the bundled weights once
+        if cfg.api == "chat" and cfg.model in BASE_MODELS:
+            raise LLMServerError(f"{cfg.model} is a base model without a chat template: "
+                                 "set llm.api: completions in config.yaml")
         kwargs = dict(model_alias=cfg.model, port=cfg.port, n_ctx=cfg.context_tokens, n_threads=cfg.threads,
                       start_timeout_s=cfg.start_timeout_s)
-        return cls(overrides.pop("model_path", None) or gemma_gguf(), **{**kwargs, **overrides})
+        return cls(overrides.pop("model_path", None) or llm_gguf(cfg.model), **{**kwargs, **overrides})
 
     @property
     def base_url(self) -> str:

@@ -61,7 +61,7 @@ async def open_stack(cfg: Config, progress: Callable[[str], None] = log.info, *,
             servers = [None] * seats
             if cfg.llm.provider == "local":
                 from agent.llm_server import LocalLLMServer
-                progress("starting the local LLM server (Gemma 3 270M on llama.cpp)"
+                progress(f"starting the local LLM server ({cfg.llm.model} on llama.cpp)"
                          + (f" for each of {seats} personas" if seats > 1 else ""))
                 # One after another: each takes its port before the next picks one. A
                 # fixed llm.port is the first seat's; the others take free ports.

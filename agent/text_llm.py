@@ -1,12 +1,13 @@
 """Streaming text LLM client, and the sentence splitter that lets TTS start early.
 
 Two request shapes, chosen by `llm.api`:
-- `chat`: /v1/chat/completions with the persona's system prompt and history;
+- `chat`: /v1/chat/completions with the persona's system prompt and history, rendered by
+  the model's chat template (the default, an instruct model);
 - `completions`: /v1/completions with a few-shot `User:/Ada:` transcript and stop
   strings, for base models without a chat template (the bundled Gemma 3 270M).
 
     llm = TextLLM(cfg.llm, server=server)          # or base_url=... for a hosted endpoint
-    async with contextlib.aclosing(sentences(llm.reply(persona, history, "Hi!"))) as events:
+    async with contextlib.aclosing(llm.spoken(persona, history, "Hi!")) as events:
         async for event in events:
             match event:
                 case Sentence(text): ...            # to TTS, while the LLM keeps going
@@ -24,7 +25,13 @@ from agent.events import (FailureKind, LLMError, ReplyDone, ReplyEvent, ReplyFai
 from agent.history import History
 from agent.llm_server import LLMServerError, LocalLLMServer
 from agent.persona import USER_LABEL, Persona
+from agent.reply_guard import guarded
 from agent.streaming import Endpoint, first_choice, mapping_at, string_at
+
+
+# Added to the user's words, for that request only, when the reply only repeated an
+# earlier one: the prompt's prefix stays as it was.
+REPHRASE = "(Answer in other words than before.)"
 
 
 def base_model_stops(persona: Persona) -> list[str]:
@@ -59,6 +66,20 @@ class TextLLM:
         async with contextlib.aclosing(self.reply(persona, History(0, 0), "", max_tokens=1)) as events:
             return isinstance([e async for e in events][-1], ReplyDone)
 
+    async def spoken(self, persona: Persona, history: History, user_text: str) -> AsyncIterator[ReplyEvent]:
+        """The reply as the persona says it: `reply()` in Sentence events for TTS, each made
+        speakable, stopped where it starts repeating (agent.reply_guard). A reply that
+        would only repeat an earlier one is asked for once more, in other words."""
+        for text in (user_text, f"{user_text.strip()} {REPHRASE}"):
+            async with contextlib.aclosing(guarded(sentences(self.reply(persona, history, text)), history)) as events:
+                async for event in events:
+                    if isinstance(event, ReplyDone) and event.finish_reason == "repeat" and not event.text \
+                            and text == user_text:
+                        break  # nothing said yet: ask again
+                    yield event
+                else:
+                    return
+
     async def reply(self, persona: Persona, history: History, user_text: str, *,
                     max_tokens: int | None = None) -> AsyncIterator[ReplyEvent]:
         """Stream the agent's reply to `user_text` as TextDelta events, then ReplyDone or
@@ -66,6 +87,8 @@ class TextLLM:
         client = self.endpoint.client
         common = dict(model=self.cfg.model, max_tokens=max_tokens or self.cfg.max_tokens,
                       temperature=self.cfg.temperature)
+        if self.server:  # llama.cpp's own sampling knob; hosted APIs reject unknown ones
+            common["extra_body"] = {"repeat_penalty": self.cfg.repeat_penalty}
         if self.cfg.api == "completions":
             request = client.completions.with_streaming_response.create
             params = dict(common, prompt=persona.completion_prompt(history, user_text), stop=base_model_stops(persona))

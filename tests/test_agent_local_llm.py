@@ -1,7 +1,8 @@
-"""The text path against the REAL embedded llama.cpp server with the bundled Gemma, and the
-server's lifecycle: start, prompt prefix reuse, a taken port, a killed process, exit on signals.
+"""The text path against the REAL embedded llama.cpp server: the default instruct model
+on the chat API, the base model Gemma on the few-shot transcript, and the server's
+lifecycle: start, prompt prefix reuse, a taken port, a killed process, exit on signals.
 
-The server is started once for the module (a model load takes a few seconds on 2 cores);
+Each server is started once for the module (a model load takes a few seconds on 2 cores);
 every test drives it on the same event loop, as the app does.
 """
 from __future__ import annotations
@@ -38,12 +39,25 @@ def loop():
     loop.close()
 
 
-@pytest.fixture(scope="module")
-def server(loop, cfg):
+def start_server(loop, llm_cfg):
     # One thread: the 2 cores are shared with the rest of the suite (and on a busy machine
     # one llama.cpp thread is faster than two fighting for a core). verbose: prefix reuse in its log.
-    srv = LocalLLMServer.from_config(dataclasses.replace(cfg.llm, threads=1), verbose=True)
+    srv = LocalLLMServer.from_config(dataclasses.replace(llm_cfg, threads=1), verbose=True)
     loop.run_until_complete(asyncio.wait_for(srv.start(), 120))
+    return srv
+
+
+@pytest.fixture(scope="module")
+def server(loop, cfg):
+    """The default model (instruct, chat API)."""
+    srv = start_server(loop, cfg.llm)
+    yield srv
+    loop.run_until_complete(srv.stop())
+
+
+@pytest.fixture(scope="module")
+def gemma_server(loop, gemma_cfg):
+    srv = start_server(loop, gemma_cfg)
     yield srv
     loop.run_until_complete(srv.stop())
 
@@ -51,7 +65,13 @@ def server(loop, cfg):
 @pytest.fixture(scope="module")
 def llm_cfg(cfg):
     # Greedy decoding: the same prompt gives the same reply, so tests can reason about it.
-    return dataclasses.replace(cfg.llm, temperature=0.0, max_tokens=40)
+    # A long timeout: the suite shares two cores, and the first request reads the whole persona.
+    return dataclasses.replace(cfg.llm, temperature=0.0, max_tokens=40, timeout_s=120.0)
+
+
+@pytest.fixture(scope="module")
+def gemma_cfg(llm_cfg):
+    return dataclasses.replace(llm_cfg, model="gemma-3-270m", api="completions")
 
 
 @pytest.fixture
@@ -67,7 +87,7 @@ def make_llm(loop):
         loop.run_until_complete(llm.close())
 
 
-def run(loop, coro, timeout: float = 60):
+def run(loop, coro, timeout: float = 120):
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
@@ -75,8 +95,8 @@ async def collect(events):
     return [e async for e in events]
 
 
-def test_reply_streams_cleaned_text_from_gemma(loop, server, llm_cfg, make_llm):
-    llm = make_llm(llm_cfg, server=server)
+def test_reply_streams_cleaned_text_from_gemma(loop, gemma_server, gemma_cfg, make_llm):
+    llm = make_llm(gemma_cfg, server=gemma_server)
     history = History(8, 1024)
     history.add_user("Hi Ada!")
     history.add_agent("Hello! What would you like to know?")
@@ -112,15 +132,59 @@ def test_sentences_reach_tts_before_the_reply_ends(loop, server, llm_cfg, make_l
     assert first_sentence_at < last_delta_at
 
 
-def test_chat_api_on_the_same_server(loop, server, llm_cfg, make_llm):
-    llm = make_llm(dataclasses.replace(llm_cfg, api="chat"), server=server)
-    events = run(loop, collect(llm.reply(load_persona("basil"), History(8, 1024), "How do I boil an egg?",
-                                         max_tokens=10)))
-    assert isinstance(events[-1], ReplyDone) and events[-1].text
-
-
-def test_each_turn_evaluates_only_what_is_new(loop, server, llm_cfg, make_llm):
+def test_the_default_model_answers_in_character_briefly(loop, server, llm_cfg, make_llm):
     llm = make_llm(llm_cfg, server=server)
+    persona = load_persona("basil")
+    history = History(8, 1024)
+
+    def say(question: str) -> str:
+        events = run(loop, collect(llm.spoken(persona, history, question)))
+        assert isinstance(events[-1], ReplyDone), events[-1]
+        said = " ".join(e.text for e in events if isinstance(e, Sentence))
+        history.add_user(question)
+        history.add_agent(said)
+        return said
+
+    name = say("Hello! Who am I talking to?")
+    assert re.search(r"\bBasil\b", name), name
+    answer = say("What is the capital of Italy?")
+    assert "Rome" in answer and len(answer.split()) <= 40, answer
+    follow_up = say("And which language do they speak there?")
+    assert "Italian" in follow_up, follow_up
+    for said in (name, answer, follow_up):
+        assert not re.search(r"[*#`\[\]<>]|^\s*[-•]", said), said  # speakable: no markup
+
+
+def test_asked_twice_the_persona_does_not_repeat_itself_verbatim(loop, server, llm_cfg, make_llm):
+    llm = make_llm(llm_cfg, server=server)
+    persona = load_persona("ada")
+    history = History(8, 1024)
+    replies = []
+    for _ in range(2):  # greedy decoding: the same question would get the same answer
+        events = run(loop, collect(llm.spoken(persona, history, "Why do cats purr?")))
+        replies.append(" ".join(e.text for e in events if isinstance(e, Sentence)))
+        history.add_user("Why do cats purr?")
+        history.add_agent(replies[-1])
+    assert replies[0] and replies[1] and replies[1] != replies[0], replies
+
+
+def test_a_cut_off_reply_in_the_history_is_not_copied(loop, server, llm_cfg, make_llm):
+    llm = make_llm(llm_cfg, server=server)
+    history = History(8, 1024)
+    for question, heard in [("Tell me about Mars.", "Mars is the fourth planet from the Sun,"),
+                            ("What about Venus?", "Venus is the hottest planet,"),
+                            ("And Mercury?", "")]:
+        history.add_user(question)
+        history.add_agent(heard, interrupted=True)
+    events = run(loop, collect(llm.spoken(load_persona("ada"), history, "Sorry, go on about Venus.")))
+    said = " ".join(e.text for e in events if isinstance(e, Sentence))
+    assert said and "interrupt" not in said.lower() and "[" not in said, said
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_each_turn_evaluates_only_what_is_new(loop, api, request, make_llm):
+    server = request.getfixturevalue("server" if api == "chat" else "gemma_server")
+    llm = make_llm(request.getfixturevalue("llm_cfg" if api == "chat" else "gemma_cfg"), server=server)
     ada = load_persona("ada")
     history = History(8, 1024)
 

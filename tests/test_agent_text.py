@@ -130,13 +130,13 @@ def test_history_is_bounded_by_tokens_oldest_first():
     assert [t.text[0] for t in h.turns] == ["3", "4", "5"]
 
 
-def test_an_interrupted_reply_keeps_what_was_heard_and_is_marked():
+def test_an_interrupted_reply_keeps_what_was_heard_and_is_shown_cut_off():
     h = History(8, 1024)
     h.add_user("Tell me about Mars.")
-    h.add_agent("Mars is the fourth planet ", interrupted=True)
+    h.add_agent("Mars is the fourth planet, ", interrupted=True)
     h.add_agent("", interrupted=True)
-    assert [t.prompt_text for t in h.turns] == [
-        "Tell me about Mars.", "Mars is the fourth planet [interrupted]", "[interrupted]"]
+    assert [t.text for t in h.turns] == ["Tell me about Mars.", "Mars is the fourth planet,", ""]
+    assert [t.prompt_text for t in h.turns] == ["Tell me about Mars.", "Mars is the fourth planet…", ""]
 
 
 # ── personas ──
@@ -165,7 +165,7 @@ def test_completion_prompt_is_a_few_shot_transcript_with_a_stable_prefix():
     h.add_agent("Hello!", interrupted=True)
     second = ada.completion_prompt(h, "Why?")
     assert first.endswith("\nUser: Hi\nAda:")
-    assert second.endswith("\nUser: Hi\nAda: Hello! [interrupted]\nUser: Why?\nAda:")
+    assert second.endswith("\nUser: Hi\nAda: Hello…\nUser: Why?\nAda:")
     # Everything before the turns is identical: the server reuses what it evaluated.
     prefix = first[:first.rindex("User: Hi")]
     assert second.startswith(prefix) and ada.system_prompt in prefix
