@@ -4,6 +4,12 @@ Each persona is a full `Conversation`: its microphone is the other's voice, so t
 taking runs through the same VAD, brain and avatar as a human conversation, and each
 avatar visibly listens while the other talks. A opens with its greeting and the topic;
 the run ends after `turns` replies in all, when both have finished speaking.
+
+A persona takes its turn only once the other has finished its reply. A reply streams
+clause by clause; on two cores, while the listener's ASR and LLM ran, the speaker's next
+clause came up to 2.4 s late, the listener took that gap for the end of the turn and
+answered, and the speaker, resuming, cut in over it. Waiting for the other's reply to
+end also keeps the listener's work off the CPU while the speaker still needs it.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer
 from config import Config
+from speech.timeline import AGENT
 
 log = logging.getLogger(__name__)
 MAX_TWO_AGENT_S = 1800.0
@@ -71,11 +78,20 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
                     progress(f"{conv_a.now:6.1f}s  {replies}/{turns} replies")
                 # Enough replies: neither answers what is said from now on. Derived each
                 # tick, not latched: a reply prepared at a pause counts until it is dropped.
-                conv_a.answering = conv_b.answering = replies < turns
+                # Nor does one answer while the other's reply is still going on.
+                conv_a.answering = replies < turns and not conv_b.replying
+                conv_b.answering = replies < turns and not conv_a.replying
         await conv_a.close()
         await conv_b.close()
-    result = {"a": transcript(conv_a, persona=pa.id), "b": transcript(conv_b, persona=pb.id),
-              "topic": topic, "output": str(output_mp4)}
+    # when each voice played (session seconds), and how long both did at once
+    spoken_a, spoken_b = conv_a.timeline.intervals(AGENT), conv_b.timeline.intervals(AGENT)
+    result = {"a": {**transcript(conv_a, persona=pa.id), "voice": spoken_a},
+              "b": {**transcript(conv_b, persona=pb.id), "voice": spoken_b},
+              "overlap_s": overlap_s(spoken_a, spoken_b), "topic": topic, "output": str(output_mp4)}
     Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result
 
+
+def overlap_s(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
+    """Seconds during which both voices played: intervals (start, end) of each."""
+    return sum(max(0.0, min(a1, b1) - max(a0, b0)) for a0, a1 in a for b0, b1 in b)
