@@ -5,14 +5,15 @@ taking runs through the same VAD, brain and avatar as a human conversation, and 
 avatar visibly listens while the other talks. A opens with its greeting and the topic;
 the run ends after `turns` replies in all, when both have finished speaking.
 
-A persona takes its turn only once the other has finished its reply. A reply streams
-clause by clause; on two cores, while the listener's ASR and LLM ran, the speaker's next
-clause came up to 2.4 s late, the listener took that gap for the end of the turn and
-answered, and the speaker, resuming, cut in over it. Waiting for the other's reply to
-end also keeps the listener's work off the CPU while the speaker still needs it.
+A reply streams clause by clause. When its next clause is late (on two cores under load
+it came 2-9 s late), the gap is not played: in the default fast mode the session clock
+stops until the clause is ready (the wait for a reply's first clause, its latency, still
+plays in full). Played, such a gap sounded to the other persona like the end of the
+turn: it answered, and the resumed voice cut it off.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -21,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from agent.conversation import Conversation, Phase
 from agent.headless import TICK_S, Loudspeaker, Pacer, transcript
 from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
@@ -30,6 +32,7 @@ from speech.timeline import AGENT
 
 log = logging.getLogger(__name__)
 MAX_TWO_AGENT_S = 1800.0
+MAX_GAP_WAIT_S = 20.0   # the clock waits this long at most for a late clause, then plays on
 
 
 def with_topic(persona, topic: str, other_name: str):
@@ -57,8 +60,19 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
         voice_a = voice_b = np.zeros(tick, np.float32)
         speaker_a, speaker_b = Loudspeaker(tick), Loudspeaker(tick)
         quiet, seen = 0.0, 0
+        waiting, waited, stood = 0.0, 0.0, False  # for the current late clause; in all
         with MP4Writer(output_mp4, cfg.avatar.fps, 2 * size, size, SESSION_RATE) as writer:
             while True:
+                dry = fast and (ran_dry(conv_a) or ran_dry(conv_b))
+                if dry and waiting < MAX_GAP_WAIT_S:
+                    await asyncio.sleep(TICK_S)   # the brain works; neither clock moves
+                    waiting += TICK_S
+                    stood = True
+                    continue
+                if stood:  # the wall clock ran on while the session clock stood: re-anchor
+                    pacer, stood = Pacer(realtime=False), False
+                if not dry:
+                    waited, waiting = waited + waiting, 0.0
                 await pacer.wait(conv_a.now, must_pace=conv_a.busy or conv_b.busy)
                 # each hears what the other played in the previous tick
                 blocks_a = await conv_a.step(voice_b)
@@ -78,18 +92,21 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
                     progress(f"{conv_a.now:6.1f}s  {replies}/{turns} replies")
                 # Enough replies: neither answers what is said from now on. Derived each
                 # tick, not latched: a reply prepared at a pause counts until it is dropped.
-                # Nor does one answer while the other's reply is still going on.
-                conv_a.answering = replies < turns and not conv_b.replying
-                conv_b.answering = replies < turns and not conv_a.replying
+                conv_a.answering = conv_b.answering = replies < turns
         await conv_a.close()
         await conv_b.close()
     # when each voice played (session seconds), and how long both did at once
     spoken_a, spoken_b = conv_a.timeline.intervals(AGENT), conv_b.timeline.intervals(AGENT)
     result = {"a": {**transcript(conv_a, persona=pa.id), "voice": spoken_a},
               "b": {**transcript(conv_b, persona=pb.id), "voice": spoken_b},
-              "overlap_s": overlap_s(spoken_a, spoken_b), "topic": topic, "output": str(output_mp4)}
+              "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": waited, "topic": topic, "output": str(output_mp4)}
     Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def ran_dry(conv: Conversation) -> bool:
+    """Its reply has begun to play and the next words are not ready yet."""
+    return conv.busy and conv.phase is Phase.SPEAKING
 
 
 def overlap_s(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
