@@ -99,7 +99,8 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
     spoken_a, spoken_b = conv_a.timeline.intervals(AGENT), conv_b.timeline.intervals(AGENT)
     result = {"a": {**transcript(conv_a, persona=pa.id), "voice": spoken_a},
               "b": {**transcript(conv_b, persona=pb.id), "voice": spoken_b},
-              "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": waited, "topic": topic, "output": str(output_mp4)}
+              "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": waited,
+              "topic": topic, "output": str(output_mp4)}
     Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result
 
