@@ -40,7 +40,8 @@ def with_topic(persona, topic: str, other_name: str):
     if not topic:
         return persona
     prompt = (f"{persona.system_prompt.strip()} {persona.name} is talking with {other_name} "
-              f"about {topic}, and keeps the conversation going with a question now and then.")
+              f"about {topic}, stays on that topic, and keeps the conversation going with a "
+              f"question now and then.")
     return dataclasses.replace(persona, system_prompt=prompt)
 
 
