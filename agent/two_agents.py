@@ -4,9 +4,16 @@ Each persona is a full `Conversation`: its microphone is the other's voice, so t
 taking runs through the same VAD, brain and avatar as a human conversation, and each
 avatar visibly listens while the other talks. A opens with its greeting and the topic;
 the run ends after `turns` replies in all, when both have finished speaking.
+
+A reply streams clause by clause. When its next clause is late (on two cores under load
+it came 2-9 s late), the gap is not played: in the default fast mode the session clock
+stops until the clause is ready (the wait for a reply's first clause, its latency, still
+plays in full). Played, such a gap sounded to the other persona like the end of the
+turn: it answered, and the resumed voice cut it off.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -15,15 +22,18 @@ from typing import Callable
 
 import numpy as np
 
-from agent.conversation import TICK_S
+from agent.conversation import TICK_S, Conversation
+from agent.frames import State
 from agent.headless import Loudspeaker, Pacer, transcript
 from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer
 from config import Config
+from speech.timeline import AGENT
 
 log = logging.getLogger(__name__)
 MAX_TWO_AGENT_S = 1800.0
+MAX_GAP_WAIT_S = 20.0   # the clock waits this long at most for a late clause, then plays on
 
 
 def with_topic(persona, topic: str, other_name: str):
@@ -31,7 +41,8 @@ def with_topic(persona, topic: str, other_name: str):
     if not topic:
         return persona
     prompt = (f"{persona.system_prompt.strip()} {persona.name} is talking with {other_name} "
-              f"about {topic}, and keeps the conversation going with a question now and then.")
+              f"about {topic}, stays on that topic, and keeps the conversation going with a "
+              f"question now and then.")
     return dataclasses.replace(persona, system_prompt=prompt)
 
 
@@ -51,8 +62,19 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
         voice_a = voice_b = np.zeros(tick, np.float32)
         speaker_a, speaker_b = Loudspeaker(tick), Loudspeaker(tick)
         quiet, seen = 0.0, 0
+        waiting, waited, stood = 0.0, 0.0, False  # for the current late clause; in all
         with MP4Writer(output_mp4, cfg.avatar.fps, 2 * size, size, SESSION_RATE) as writer:
             while True:
+                dry = fast and (ran_dry(conv_a) or ran_dry(conv_b))
+                if dry and waiting < MAX_GAP_WAIT_S:
+                    await asyncio.sleep(TICK_S)   # the brain works; neither clock moves
+                    waiting += TICK_S
+                    stood = True
+                    continue
+                if stood:  # the wall clock ran on while the session clock stood: re-anchor
+                    pacer, stood = Pacer(realtime=False), False
+                if not dry:
+                    waited, waiting = waited + waiting, 0.0
                 await pacer.wait(conv_a.now, must_pace=conv_a.busy or conv_b.busy)
                 # each hears what the other played in the previous tick
                 blocks_a = await conv_a.step(voice_b)
@@ -75,8 +97,21 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
                 conv_a.answering = conv_b.answering = replies < turns
         await conv_a.close()
         await conv_b.close()
-    result = {"a": transcript(conv_a, persona=pa.id), "b": transcript(conv_b, persona=pb.id),
+    # when each voice played (session seconds), and how long both did at once
+    spoken_a, spoken_b = conv_a.timeline.intervals(AGENT), conv_b.timeline.intervals(AGENT)
+    result = {"a": {**transcript(conv_a, persona=pa.id), "voice": spoken_a},
+              "b": {**transcript(conv_b, persona=pb.id), "voice": spoken_b},
+              "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": waited,
               "topic": topic, "output": str(output_mp4)}
     Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result
 
+
+def ran_dry(conv: Conversation) -> bool:
+    """Its reply has begun to play and the next words are not ready yet."""
+    return conv.busy and conv.state is State.SPEAKING
+
+
+def overlap_s(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
+    """Seconds during which both voices played: intervals (start, end) of each."""
+    return sum(max(0.0, min(a1, b1) - max(a0, b0)) for a0, a1 in a for b0, b1 in b)

@@ -1,11 +1,14 @@
-"""Remake docs/two_agents.mp4 (+ .json) and docs/two_agents.png: Ada and Juno talking,
-recorded with the app's own two-agent mode, and one frame of each speaking.
+"""Remake docs/two_agents.mp4 (+ .json) and docs/two_agents.png: Ada and Juno, each with
+her own face and voice, talking for 8 replies, recorded with the app's own two-agent
+mode, and one frame of each speaking. Prints the transcript and its checks (nobody cut
+off, the voices never at once, no reply said twice); exits 1 when one fails.
 
     python docs/make_two_agents_sample.py
 """
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +19,12 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agent.persona import load_persona  # noqa: E402
 from avatar_engine.media import read_mp4  # noqa: E402
 
 NAME = "docs/two_agents.mp4"  # relative: the transcript JSON records it as given
 OUT = ROOT / NAME
+A, B, TURNS, TOPIC = "ada", "juno", 8, "the moon"
 
 
 def widest_mouth(frames: np.ndarray, fps: float, t0: float, t1: float, half: int) -> int:
@@ -30,24 +35,54 @@ def widest_mouth(frames: np.ndarray, fps: float, t0: float, t1: float, half: int
                key=lambda i: np.abs(frames[i][ys, xs].astype(int) - rest).mean())
 
 
-def main() -> None:
-    subprocess.run([sys.executable, str(ROOT / "app.py"), "--two-agents", "ada", "juno", "--turns", "4",
-                    "--topic", "the moon", "--output", NAME], check=True, cwd=ROOT)
+def spoken(result: dict) -> list[tuple[str, dict]]:
+    """(persona, turn) of every reply heard, in the order they were spoken."""
+    turns = [(result[side]["persona"], t) for side in "ab" for t in result[side]["turns"]]
+    return sorted((pt for pt in turns if pt[1]["first_audio_at"] is not None), key=lambda pt: pt[1]["first_audio_at"])
+
+
+def checks(result: dict) -> list[str]:
+    """What would make the recording not sound like a conversation; empty when fine."""
+    turns = [t for _, t in spoken(result)]
+    said = [" ".join(re.findall(r"[a-z']+", t["agent_text"].lower())) for t in turns]
+    problems = [f"reply {i} was cut off" for i, t in enumerate(turns) if t["interrupted"]]
+    problems += [f"reply {i} repeats an earlier one" for i, s in enumerate(said) if s in said[:i]]
+    if result["overlap_s"] > 0.3:
+        problems.append(f"both voices at once for {result['overlap_s']:.2f} s")
+    if len(turns) < TURNS:
+        problems.append(f"only {len(turns)} of {TURNS} replies")
+    return problems
+
+
+def label(persona_id: str) -> str:
+    p = load_persona(persona_id)
+    face = "astronaut" if p.image == "astronaut" else Path(p.image).stem
+    return f"{p.name} speaks ({face}, voice pitch {p.voice_pitch:+g})"
+
+
+def main() -> int:
+    subprocess.run([sys.executable, str(ROOT / "app.py"), "--two-agents", A, B, "--turns", str(TURNS),
+                    "--topic", TOPIC, "--output", NAME], check=True, cwd=ROOT)
     frames, _, _, fps = read_mp4(OUT)
     result = json.loads(OUT.with_suffix(".json").read_text())
     first_b = result["b"]["turns"][0]["first_audio_at"]
     rows = []
-    for (t0, t1, half), label in (((1.0, 4.0, 0), "Ada speaks (greeting, voice pitch +3); Juno listens"),
-                                  ((first_b, first_b + 3.0, 1), "Juno speaks (voice pitch -2); Ada listens")):
+    for (t0, t1, half), text in (((1.0, 4.0, 0), label(A) + " (greeting)"),
+                                 ((first_b, first_b + 3.0, 1), label(B))):
         i = widest_mouth(frames, fps, t0, t1, half)
         image = Image.fromarray(frames[i]).resize((frames.shape[2] // 2, frames.shape[1] // 2), Image.LANCZOS)
         row = Image.new("RGB", (image.width, image.height + 22), "white")
         row.paste(image, (0, 0))
-        ImageDraw.Draw(row).text((6, image.height + 5), f"{label}   (t={i / fps:.1f} s)", fill="black")
+        ImageDraw.Draw(row).text((6, image.height + 5), f"{text}   (t={i / fps:.1f} s)", fill="black")
         rows.append(np.asarray(row))
     Image.fromarray(np.concatenate(rows)).save(OUT.with_suffix(".png"), optimize=True)
+    for persona, t in spoken(result):
+        print(f"{t['first_audio_at']:6.1f}s  {persona}: {t['agent_text']}")
     print(f"wrote {OUT}, {OUT.with_suffix('.json')} and {OUT.with_suffix('.png')}")
+    problems = checks(result)
+    print("checks: " + ("; ".join(problems) if problems else "no interruptions, no overlap, no repeats"))
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,8 @@
 """Two personas talking, recorded through the real CLI: a playable side-by-side MP4 with
-both voices, and a transcript for each persona."""
+both voices, and a transcript for each persona. The transcript must read as a
+conversation: nobody cut off, the voices never at once, on the topic, nothing said twice."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +13,19 @@ import pytest
 from avatar_engine.media import read_mp4
 
 ROOT = Path(__file__).resolve().parents[1]
+TURNS = 3  # greeting → B → A → B: both hand the turn over
+TOPIC = "the moon"
+TOPIC_WORDS = re.compile(r"\b(moons?|lunar|space|earth|orbits?|craters?|tides?|astronauts?|sky|night|sun|"
+                         r"planets?|gravity|stars?|apollo|phases?|rockets?|surface|landings?|rocks?)\b", re.IGNORECASE)
+# Both voices at once, in all: at most one duck's worth (speech over a voice pauses it).
+MAX_OVERLAP_S = 0.3
 
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     out = tmp_path_factory.mktemp("two") / "talk.mp4"
-    r = subprocess.run([sys.executable, str(ROOT / "app.py"), "--two-agents", "ada", "basil", "--turns", "2",
-                        "--topic", "the moon", "--output", str(out)],
+    r = subprocess.run([sys.executable, str(ROOT / "app.py"), "--two-agents", "ada", "basil", "--turns", str(TURNS),
+                        "--topic", TOPIC, "--output", str(out)],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return out, json.loads(out.with_suffix(".json").read_text())
@@ -53,3 +61,31 @@ def test_each_persona_keeps_its_own_prompt_evaluated(recording):
     _, result = recording
     for turn in result["a"]["turns"] + result["b"]["turns"]:
         assert turn["llm_first_token_s"] - turn["asr_s"] < 1.0, turn
+
+
+def replies(result):
+    """Both personas' replies in the order they were spoken."""
+    turns = result["a"]["turns"] + result["b"]["turns"]
+    return sorted((t for t in turns if t["first_audio_at"] is not None), key=lambda t: t["first_audio_at"])
+
+
+def test_nobody_is_cut_off_and_the_voices_take_turns(recording):
+    _, result = recording
+    turns = replies(result)
+    assert len(turns) >= TURNS, turns
+    assert not [t for t in turns if t["interrupted"] or t["barge_in_at"] is not None], turns
+    both = sum(max(0.0, min(a1, b1) - max(a0, b0))
+               for a0, a1 in result["a"]["voice"] for b0, b1 in result["b"]["voice"])
+    assert both < MAX_OVERLAP_S and result["overlap_s"] == pytest.approx(both), result["overlap_s"]
+    # each reply begins after the other persona has stopped speaking
+    for t in turns:
+        assert t["first_audio_at"] >= t["user_end"], t
+
+
+def test_replies_stay_on_the_topic_and_never_repeat(recording):
+    _, result = recording
+    said = [t["agent_text"] for t in replies(result)]
+    on_topic = [s for s in said if TOPIC_WORDS.search(s)]
+    assert len(on_topic) * 2 >= len(said), said          # at least half mention the moon
+    words = [" ".join(re.findall(r"[a-z']+", s.lower())) for s in said]
+    assert len(set(words)) == len(words), said            # no reply said twice, word for word
