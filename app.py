@@ -1,6 +1,8 @@
 """Entry point: the web UI, headless runs, two-agent recordings, and the component check.
 
     python app.py                         # web UI on the offline default stack
+    python app.py --host 0.0.0.0 --cert cert.pem --key key.pem   # HTTPS for the LAN
+    python app.py --local                 # booth: this machine's microphone and speaker
     python app.py --check                 # which default components are installed
     python app.py --headless --input user.wav --output out.mp4
     python app.py --two-agents ada max --turns 6 --topic "the moon" --output talk.mp4
@@ -24,6 +26,10 @@ def parse_args(argv=None):
     p.add_argument("--config", help="config YAML (default: config.yaml beside app.py)")
     p.add_argument("--host", help="web UI host (overrides server.host)")
     p.add_argument("--port", type=int, help="web UI port (overrides server.port)")
+    p.add_argument("--cert", help="HTTPS certificate, PEM (overrides server.cert; needs --key)")
+    p.add_argument("--key", help="HTTPS private key, PEM (overrides server.key)")
+    p.add_argument("--local", action="store_true",
+                   help="booth mode: talk through this machine's microphone and speaker; the page shows the avatar")
     p.add_argument("--check", action="store_true", help="load every default component and print a table")
     p.add_argument("--headless", action="store_true", help="run one conversation from --input to --output")
     p.add_argument("--input", help="headless: the user's microphone as a WAV file")
@@ -76,7 +82,8 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    overrides = {"server": {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}}
+    server = (("host", args.host), ("port", args.port), ("cert", args.cert), ("key", args.key))
+    overrides = {"server": {k: v for k, v in server if v is not None}}
     cfg = load_config(args.config, overrides)
     if args.check:
         return run_check()
@@ -84,16 +91,16 @@ def run(args) -> int:
         return run_headless(cfg, args)
     if args.two_agents:
         return run_two_agents(cfg, args)
-    return run_web_ui(cfg)
+    return run_web_ui(cfg, booth=args.local)
 
 
-def run_web_ui(cfg) -> int:
+def run_web_ui(cfg, booth: bool = False) -> int:
     import logging
     from webui import serve
     # calls opening and ending, and why; other libraries only when something is wrong
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("webui").setLevel(logging.INFO)
-    serve(cfg)
+    serve(cfg, booth=booth)
     return 0
 
 

@@ -53,6 +53,12 @@ class ServerConfig:
     ice_servers: tuple[str, ...] = ()
     # Calls at once; each runs its own avatar renderer on the CPU.
     max_sessions: int = number(2, 1, 64)
+    # HTTPS: a PEM certificate and its key (both or neither). Browsers open the
+    # microphone only on localhost or over HTTPS, so serving a LAN needs them.
+    cert: str = ""
+    key: str = ""
+    # A recording (Record switch, two agents in the page) stops at this length.
+    max_recording_s: float = number(900.0, 10.0, 7200.0)
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,19 @@ class Conversation:
         self.avatar.flush()
         self._cancel_reply(interrupted=True)  # also clears the playout
 
+    def interrupt(self) -> bool:
+        """Stop the agent now, as a barge-in does (the page's Interrupt button): the
+        reply is cancelled and its queued voice and avatar blocks are dropped. Also
+        stops a greeting. Returns whether there was anything to stop."""
+        if self._reply is not None:
+            self._barge_in(self.now)
+            return True
+        if self.playout:
+            self.avatar.flush()
+            self.playout.clear()
+            return True
+        return False
+
     # ── the reply ─────────────────────────────────────────────────────────────────────
 
     async def _run_reply(self, turn: TurnLog, audio: np.ndarray) -> None:

@@ -7,6 +7,7 @@ static/client.js, driven by the Start/Stop button and the call's data channel.
 from __future__ import annotations
 
 import asyncio
+import html
 
 import gradio as gr
 
@@ -24,6 +25,27 @@ STAGE = """
 </div>
 """
 
+CALL_TOOLS = """
+<div class="call-tools">
+  <button id="interrupt-button" class="tool" disabled title="stop the persona's reply">Interrupt</button>
+  <label class="tool record"><input type="checkbox" id="record-switch" disabled> Record</label>
+  <span id="recording-note" class="recording-note"></span>
+</div>
+<div class="portrait-tool">
+  <label for="portrait-file">Your portrait</label>
+  <input type="file" id="portrait-file" accept="image/*">
+  <div id="portrait-note" class="portrait-note"></div>
+</div>
+"""
+
+SETTINGS = """
+<details class="settings" open>
+  <summary>Settings</summary>
+  <div class="setting"><span>Brain</span><span id="brain">{brain}</span></div>
+  <div class="setting"><span>Microphone</span><meter id="mic-level" min="0" max="1" low="0.05" value="0"></meter></div>
+</details>
+"""
+
 CONVERSATION = """
 <div class="conversation">
   <div class="conversation-head"><span>Conversation</span><span id="latency-summary"></span></div>
@@ -38,6 +60,14 @@ def status_line(shared: SharedStack) -> str:
     if shared.stack is None:
         return f"Getting ready: {shared.status}…"
     return "Ready. Pick a persona, press **Start** and talk; speak over the persona to interrupt it."
+
+
+def brain_line(cfg) -> str:
+    """Which brain answers, in a few words (the settings panel)."""
+    if cfg.agent.mode == "omni":
+        return f"omni model {cfg.omni.model or '(unset)'} at {cfg.omni.base_url or '(unset)'}"
+    where = "local llama.cpp" if cfg.llm.provider == "local" else cfg.llm.base_url
+    return f"Whisper {cfg.asr.model} → {cfg.llm.model} ({where}) → Piper"
 
 
 def build_page(shared: SharedStack) -> gr.Blocks:
@@ -68,7 +98,9 @@ def build_page(shared: SharedStack) -> gr.Blocks:
                     button = gr.Button("Start", variant="primary", elem_id="call-button", scale=1,
                                        interactive=False)
                 status = gr.Markdown(status_line(shared), elem_id="status")
+                gr.HTML(CALL_TOOLS)
                 gr.HTML(CONVERSATION)
+                gr.HTML(SETTINGS.format(brain=html.escape(brain_line(shared.cfg))))
         button.click(None, inputs=[persona], js="(persona) => window.personaCall.toggle(persona)")
         page.load(watch_loading, outputs=[status, button], concurrency_limit=None, show_progress="hidden")
     return page

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from pathlib import Path
 
 import gradio as gr
@@ -11,9 +12,10 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from config import Config
+from config import Config, ConfigError, ServerConfig
 from webui.calls import Calls
 from webui.page import build_page
+from webui.recording import Recordings
 from webui.shared_stack import SharedStack
 from webui.signaling import signaling_routes
 
@@ -22,7 +24,8 @@ STATIC = Path(__file__).with_name("static")
 
 def build_app(cfg: Config) -> FastAPI:
     shared = SharedStack(cfg)
-    calls = Calls(cfg, shared)
+    recordings = Recordings()
+    calls = Calls(cfg, shared, recordings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -33,15 +36,37 @@ def build_app(cfg: Config) -> FastAPI:
             await calls.close_all()
             loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
+            recordings.close()
 
     app = FastAPI(lifespan=lifespan)
-    app.include_router(signaling_routes(calls, cfg.server.ice_servers))
+    app.include_router(signaling_routes(calls, recordings, cfg.server.ice_servers))
     app.mount("/webui", StaticFiles(directory=STATIC), name="webui")
     return gr.mount_gradio_app(app, build_page(shared), path="/", ssr_mode=False, theme=gr.themes.Soft(), footer_links=[],
                                css_paths=[STATIC / "style.css"], head='<script src="webui/client.js"></script>')
 
 
+def tls_files(server: ServerConfig) -> dict:
+    """uvicorn's HTTPS arguments from server.cert / server.key (none: plain HTTP)."""
+    if not server.cert and not server.key:
+        return {}
+    if not (server.cert and server.key):
+        raise ConfigError("HTTPS needs both server.cert and server.key (--cert and --key)")
+    for what, path in (("certificate", server.cert), ("key", server.key)):
+        if not Path(path).is_file():
+            raise ConfigError(f"HTTPS {what} {path}: no such file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(server.cert, server.key)
+    except (ssl.SSLError, ValueError) as e:
+        raise ConfigError(f"HTTPS: {server.cert} and {server.key} are not a PEM certificate and its key ({e})") from None
+    return {"ssl_certfile": server.cert, "ssl_keyfile": server.key}
+
+
 def serve(cfg: Config) -> None:
     """Serve the web UI on server.host:server.port until interrupted."""
-    print(f"web UI on http://{cfg.server.host}:{cfg.server.port}", flush=True)
-    uvicorn.run(build_app(cfg), host=cfg.server.host, port=cfg.server.port, log_level="warning")
+    tls = tls_files(cfg.server)
+    scheme = "https" if tls else "http"
+    print(f"web UI on {scheme}://{cfg.server.host}:{cfg.server.port}", flush=True)
+    if not tls and cfg.server.host not in ("127.0.0.1", "localhost", "::1"):
+        print("note: browsers on other machines open the microphone only over HTTPS: add --cert and --key",
+              flush=True)
+    uvicorn.run(build_app(cfg), host=cfg.server.host, port=cfg.server.port, log_level="warning", **tls)

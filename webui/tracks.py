@@ -62,6 +62,10 @@ class AvatarVideoTrack(MediaStreamTrack):
         """(n, H, W, 3) uint8 RGB frames of one block."""
         self._frames.extend(frames)
 
+    def clear(self) -> None:
+        """Drop the frames not yet sent (the reply was stopped); the picture holds."""
+        self._frames.clear()
+
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
@@ -94,6 +98,11 @@ class VoiceTrack(MediaStreamTrack):
         """One block's agent voice (float32 at the session rate; zeros when quiet)."""
         self._pending = np.concatenate([self._pending, self._to_voice_rate(audio)])[-self._max:]
         self._reference = np.concatenate([self._reference, audio])[-self._max_reference:]
+
+    def clear(self) -> None:
+        """Drop the voice not yet sent (the reply was stopped), and its echo reference."""
+        self._pending = np.zeros(0, np.float32)
+        self._reference = np.zeros(0, np.float32)
 
     def take_played(self, n: int) -> np.ndarray:
         """The next `n` session-rate samples of the voice on its way to the browser

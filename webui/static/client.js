@@ -10,7 +10,12 @@
     listening: "listening", thinking: "thinking", speaking: "speaking",
   };
 
-  let call = null;   // {mic, pc, channel, timer, ended} while a call is up or being set up
+  const MIC_LEVEL_MS = 100;
+  const RECORDING_WAIT_MS = 5000;   // Stop while recording: how long to wait for the file
+
+  let call = null;   // {mic, pc, channel, timer, ended, id, meter, audio} while a call is up or being set up
+  let portrait = null;   // the chosen portrait file: sent when a call connects, or at once
+  let pendingRecording = null;   // resolves when the recording of a call being stopped arrives
 
   const $ = (id) => document.getElementById(id);
 
@@ -30,6 +35,70 @@
 
   function note(text) {
     $("call-note").textContent = text || "";
+  }
+
+  function showTools(connected) {
+    $("interrupt-button").disabled = !connected;
+    $("record-switch").disabled = !connected;
+    if (!connected) $("record-switch").checked = false;
+  }
+
+  // The settings panel's meter: the mic's RMS as the page sends it.
+  function meterMic(mine) {
+    const ctx = (mine.audio = new AudioContext());
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 1024;
+    ctx.createMediaStreamSource(mine.mic).connect(analyser);
+    const buf = new Float32Array(analyser.fftSize);
+    mine.meter = setInterval(() => {
+      analyser.getFloatTimeDomainData(buf);
+      let s = 0;
+      for (const x of buf) s += x * x;
+      $("mic-level").value = Math.min(1, 4 * Math.sqrt(s / buf.length));
+    }, MIC_LEVEL_MS);
+  }
+
+  async function sendPortrait(mine) {
+    const file = portrait;
+    if (!file || !mine.id || mine.ended) return;
+    const shown = $("portrait-note");
+    shown.className = "portrait-note";
+    shown.textContent = `checking ${file.name}…`;
+    const response = await fetch(`webrtc/portrait/${mine.id}`, {
+      method: "POST", body: file,
+      headers: { "X-Filename": encodeURIComponent(file.name), "Content-Type": "application/octet-stream" },
+    }).catch(() => null);
+    const reply = response ? await response.json().catch(() => ({})) : { error: "the server did not answer" };
+    if (portrait !== file) return;   // another file was chosen meanwhile
+    if (response && response.ok) {
+      shown.textContent = `now animating ${file.name}`;
+    } else {
+      portrait = null;   // the call goes on with the previous face
+      shown.className = "portrait-note bad";
+      shown.textContent = reply.error || `the portrait was refused (HTTP ${response.status})`;
+    }
+  }
+
+  function choosePortrait(file) {
+    portrait = file || null;
+    if (!portrait) return;
+    if (call && call.id) sendPortrait(call);
+    else $("portrait-note").textContent = `${portrait.name} will be used when the call starts`;
+  }
+
+  function showRecording(message) {
+    const shown = $("recording-note");
+    if (message.state === "on") {
+      shown.textContent = "recording…";
+      return;
+    }
+    const link = document.createElement("a");
+    link.id = "recording-link";
+    link.href = message.url;
+    link.download = "";
+    link.textContent = `Download the recording (${message.seconds.toFixed(1)} s)`;
+    shown.replaceChildren(link);
+    if (pendingRecording) pendingRecording();
   }
 
   function seconds(s) {
@@ -81,6 +150,7 @@
   function onMessage(event) {
     const message = JSON.parse(event.data);
     if (message.type === "error") end(message.message);
+    else if (message.type === "recording") showRecording(message);
     else if (message.type === "update") {
       showState(message.state);
       showTranscript(message);
@@ -113,6 +183,7 @@
     if (mine.ended) return release(mine);
     const pc = (mine.pc = new RTCPeerConnection({ iceServers: config.iceServers }));
     for (const track of mine.mic.getAudioTracks()) pc.addTrack(track, mine.mic);
+    meterMic(mine);
     pc.addTransceiver("video", { direction: "recvonly" });
     mine.channel = pc.createDataChannel("events");
     // a message already on its way when the call ends must not relabel the stopped call
@@ -131,6 +202,8 @@
         clearTimeout(mine.timer);
         note("");
         $("stage").classList.add("in-call");
+        showTools(true);
+        sendPortrait(mine);
       } else if (state === "disconnected") {
         note("the connection is interrupted…");
       } else if (state === "failed" || state === "closed") {
@@ -148,6 +221,7 @@
     const answer = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(answer.error || `the server refused the call (HTTP ${response.status})`);
     if (mine.ended) return release(mine);
+    mine.id = answer.call;
     mine.timer = setTimeout(() => end("no connection to the server after 20 s (check server.ice_servers)"),
                             CONNECT_TIMEOUT_MS);
     await pc.setRemoteDescription(answer);
@@ -158,6 +232,9 @@
     if (ending.channel && ending.channel.readyState === "open") ending.channel.send("bye");
     if (ending.pc) ending.pc.close();
     if (ending.mic) ending.mic.getTracks().forEach((t) => t.stop());
+    clearInterval(ending.meter);
+    if (ending.audio) ending.audio.close();
+    $("mic-level").value = 0;
   }
 
   // Ends the current call (or the one being set up; its setup releases what it got).
@@ -171,11 +248,28 @@
     $("stage").classList.remove("in-call");
     showState("idle");
     showButton(false);
+    showTools(false);
     note(message);
   }
 
+  // Stop: a recording in progress is finished and offered first.
+  async function stop() {
+    const mine = call;
+    if ($("record-switch").checked && mine.channel && mine.channel.readyState === "open") {
+      const arrived = new Promise((resolve) => { pendingRecording = resolve; });
+      mine.channel.send("record:off");
+      await Promise.race([arrived, new Promise((r) => setTimeout(r, RECORDING_WAIT_MS))]);
+      pendingRecording = null;
+    }
+    if (call === mine) end();
+  }
+
+  function send(message) {
+    if (call && call.channel && call.channel.readyState === "open") call.channel.send(message);
+  }
+
   function toggle(persona) {
-    if (call) return end();
+    if (call) return stop();
     const mine = (call = {});
     note("");
     showButton(true);
@@ -188,5 +282,13 @@
   }
 
   window.addEventListener("pagehide", () => end());
+  // the page's own controls (plain HTML inside the Gradio layout) exist once it has rendered
+  document.addEventListener("click", (event) => {
+    if (event.target.id === "interrupt-button") send("interrupt");
+  });
+  document.addEventListener("change", (event) => {
+    if (event.target.id === "record-switch") send(event.target.checked ? "record:on" : "record:off");
+    if (event.target.id === "portrait-file") choosePortrait(event.target.files[0]);
+  });
   window.personaCall = { toggle };
 })();
