@@ -25,7 +25,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from agent.conversation import Conversation
-from agent.headless import TICK_S, summary
+from agent.headless import TICK_S, summary, transcript
 from agent.persona import Persona
 from speech.audio import StreamResampler
 from webui.recording import Recorder, Recordings
@@ -173,8 +173,11 @@ class Call:
         if recorder is None:
             return
         await asyncio.to_thread(recorder.close)
+        # the turns on the recording's clock: session times minus `start_s`
+        recorder.path.with_suffix(".json").write_text(json.dumps(
+            transcript(self.conv, persona=self.persona.id, start_s=recorder.start_s), indent=2))
         self._send({"type": "recording", "state": "off", "url": f"recordings/{recorder.path.name}",
-                    "seconds": round(recorder.seconds, 2)})
+                    "transcript": f"recordings/{recorder.path.stem}.json", "seconds": round(recorder.seconds, 2)})
 
     async def _close(self) -> None:
         await self._stop_recording()

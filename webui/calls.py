@@ -52,8 +52,12 @@ def conversation(stack: Stack, persona: Persona) -> Conversation:
 def checked_backend(cfg: Config, data: bytes, name: str):
     """An avatar backend rigged on an uploaded portrait: the engine's own checks (the
     file, the image, the face). Raises ReferenceImageError with one sentence."""
+    image = load_reference(data, name=name)
     backend = make_backend(cfg)
-    backend.reset(load_reference(data, name=name))
+    try:
+        backend.reset(image)
+    except ReferenceImageError as e:  # the face: the message does not know the file's name
+        raise ReferenceImageError(f"'{name}': {e}") from None
     return backend
 
 

@@ -54,11 +54,18 @@ CONVERSATION = """
 """
 
 
-def status_line(shared: SharedStack) -> str:
+BOOTH_STAGE = STAGE.replace("Press <b>Start</b> and say hello", "Press <b>Watch</b> to see the avatar") + \
+    '<div id="booth-mode" hidden></div>'
+
+
+def status_line(shared: SharedStack, booth: bool = False) -> str:
     if shared.error:
         return f"**Error:** {shared.error}"
     if shared.stack is None:
         return f"Getting ready: {shared.status}…"
+    if booth:
+        return ("Booth mode: talk to this machine's microphone, hear the persona from its speaker. "
+                "Press **Watch** to see the avatar here.")
     return "Ready. Pick a persona, press **Start** and talk; speak over the persona to interrupt it."
 
 
@@ -70,7 +77,8 @@ def brain_line(cfg) -> str:
     return f"Whisper {cfg.asr.model} → {cfg.llm.model} ({where}) → Piper"
 
 
-def build_page(shared: SharedStack) -> gr.Blocks:
+def build_page(shared: SharedStack, booth: bool = False) -> gr.Blocks:
+    """The page; in `booth` mode it shows the local conversation and has no call tools."""
     personas = [(load_persona(p).name, p) for p in persona_ids()]
     default = shared.cfg.agent.persona
 
@@ -78,7 +86,7 @@ def build_page(shared: SharedStack) -> gr.Blocks:
         """Stream the loading progress to this page until the models are ready."""
         shown = None
         while True:
-            line = status_line(shared)
+            line = status_line(shared, booth)
             if line != shown:
                 shown = line
                 yield line, gr.Button(interactive=shared.stack is not None)
@@ -89,18 +97,22 @@ def build_page(shared: SharedStack) -> gr.Blocks:
     with gr.Blocks(title="Persona", analytics_enabled=False) as page:
         gr.HTML("<header class='title'><h1>Persona</h1><p>Talk to an AI face to face. "
                 "Everything runs on this machine.</p></header>")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5, min_width=360):
-                gr.HTML(STAGE)
-            with gr.Column(scale=4, min_width=320):
-                with gr.Row(elem_classes="controls"):
-                    persona = gr.Dropdown(personas, value=default, label="Persona", scale=3, elem_id="persona-picker")
-                    button = gr.Button("Start", variant="primary", elem_id="call-button", scale=1,
-                                       interactive=False)
-                status = gr.Markdown(status_line(shared), elem_id="status")
-                gr.HTML(CALL_TOOLS)
-                gr.HTML(CONVERSATION)
-                gr.HTML(SETTINGS.format(brain=html.escape(brain_line(shared.cfg))))
+        with gr.Tabs():
+            with gr.Tab("Live", elem_id="live-tab"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5, min_width=360):
+                        gr.HTML(BOOTH_STAGE if booth else STAGE)
+                    with gr.Column(scale=4, min_width=320):
+                        with gr.Row(elem_classes="controls"):
+                            persona = gr.Dropdown(personas, value=default, label="Persona", scale=3,
+                                                  elem_id="persona-picker", interactive=not booth)
+                            button = gr.Button("Watch" if booth else "Start", variant="primary",
+                                               elem_id="call-button", scale=1, interactive=False)
+                        status = gr.Markdown(status_line(shared, booth), elem_id="status")
+                        if not booth:
+                            gr.HTML(CALL_TOOLS)
+                        gr.HTML(CONVERSATION)
+                        gr.HTML(SETTINGS.format(brain=html.escape(brain_line(shared.cfg))))
         button.click(None, inputs=[persona], js="(persona) => window.personaCall.toggle(persona)")
         page.load(watch_loading, outputs=[status, button], concurrency_limit=None, show_progress="hidden")
     return page

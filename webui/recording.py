@@ -1,8 +1,8 @@
 """Recordings made in the page: the Record switch of a call, and two-agent runs.
 
 `Recordings` owns a folder that lives as long as the server and holds the newest
-`MAX_KEPT` files, each named by a random token (the page downloads
-`recordings/<token>.mp4`). `Recorder` writes one call as it happens: every A/V block
+`MAX_KEPT` recordings, each named by a random token (the page downloads
+`recordings/<token>.mp4` and its transcript `recordings/<token>.json`). `Recorder` writes one call as it happens: every A/V block
 the avatar shows, with the agent's voice and the user's microphone mixed at the time
 the block shows them, up to a length limit.
 """
@@ -35,13 +35,18 @@ class Recordings:
         path = self.folder / f"{token}.mp4"
         self._kept.append(path)
         while len(self._kept) > MAX_KEPT:
-            self._kept.pop(0).unlink(missing_ok=True)
+            old = self._kept.pop(0)
+            old.unlink(missing_ok=True)
+            old.with_suffix(".json").unlink(missing_ok=True)
         return token, path
 
-    def path(self, token: str) -> Path | None:
-        """The finished file for a token from the page, or None."""
-        path = self.folder / f"{token}.mp4"
-        return path if TOKEN.fullmatch(token) and path in self._kept and path.is_file() else None
+    def path(self, token: str, suffix: str) -> Path | None:
+        """A finished file (.mp4 or .json) for a token from the page, or None."""
+        video = self.folder / f"{token}.mp4"
+        if not TOKEN.fullmatch(token) or suffix not in (".mp4", ".json") or video not in self._kept:
+            return None
+        path = video.with_suffix(suffix)
+        return path if path.is_file() else None
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -56,6 +61,7 @@ class Recorder:
         self._writer = MP4Writer(path, fps, size, size, rate)
         self._mic = RecentAudio(int(MIC_HISTORY_S * rate), start=start_sample)
         self._max_samples = int(max_s * rate)
+        self.start_s = start_sample / rate   # session time of the recording's first sample
         self.samples = 0
 
     @property

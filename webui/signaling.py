@@ -2,8 +2,9 @@
 
     GET  /webrtc/config              {"iceServers": [...]}      the same servers as the server side
     POST /webrtc/offer               {"sdp", "type", "persona"}  →  {"sdp", "type", "call"}  or  {"error": one line}
+    POST /webrtc/watch               {"sdp", "type"}  →  {"sdp", "type"}     booth mode: the avatar, receive only
     POST /webrtc/portrait/<call>     the image file as the body, X-Filename: its name  →  {} or {"error": one line}
-    GET  /recordings/<token>.mp4     a finished recording
+    GET  /recordings/<token>.mp4     a finished recording (.json: its transcript)
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
 from avatar_engine.reference import MAX_FILE_MB
+from webui.booth import Booth
 from webui.calls import CallRefused, Calls
 from webui.recording import Recordings
 
@@ -23,6 +25,11 @@ class Offer(BaseModel):
     sdp: str
     type: Literal["offer"]
     persona: str
+
+
+class WatchOffer(BaseModel):
+    sdp: str
+    type: Literal["offer"]
 
 
 def refused(e: CallRefused) -> JSONResponse:
@@ -45,7 +52,8 @@ async def read_upload(request: Request) -> tuple[bytes, str]:
     return bytes(data), name
 
 
-def signaling_routes(calls: Calls, recordings: Recordings, ice_servers: tuple[str, ...]) -> APIRouter:
+def signaling_routes(calls: Calls, recordings: Recordings, ice_servers: tuple[str, ...],
+                     booth: Booth | None = None) -> APIRouter:
     router = APIRouter()
 
     @router.get("/webrtc/config")
@@ -60,6 +68,17 @@ def signaling_routes(calls: Calls, recordings: Recordings, ice_servers: tuple[st
             return refused(e)
         return {"sdp": answer.sdp, "type": answer.type, "call": call_id}
 
+    @router.post("/webrtc/watch")
+    async def watch(offer: WatchOffer):
+        if booth is None:
+            return JSONResponse({"error": "not in booth mode (python app.py --local)"}, status_code=404)
+        if booth.error:
+            return JSONResponse({"error": booth.error}, status_code=503)
+        if booth.conv is None:
+            return JSONResponse({"error": "still getting ready; try again soon"}, status_code=503)
+        answer = await booth.watch(offer.sdp, offer.type)
+        return {"sdp": answer.sdp, "type": answer.type}
+
     @router.post("/webrtc/portrait/{call_id}")
     async def portrait(call_id: str, request: Request):
         try:
@@ -69,11 +88,12 @@ def signaling_routes(calls: Calls, recordings: Recordings, ice_servers: tuple[st
             return refused(e)
         return {}
 
-    @router.get("/recordings/{token}.mp4")
-    def recording(token: str):
-        path = recordings.path(token)
+    @router.get("/recordings/{token}.{suffix}")
+    def recording(token: str, suffix: str):
+        path = recordings.path(token, f".{suffix}")
         if path is None:
             return JSONResponse({"error": "no such recording (only the newest few are kept)"}, status_code=404)
-        return FileResponse(path, media_type="video/mp4", filename=f"persona-{token}.mp4")
+        kind = "video/mp4" if suffix == "mp4" else "application/json"
+        return FileResponse(path, media_type=kind, filename=f"persona-{token}.{suffix}")
 
     return router

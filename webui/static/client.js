@@ -27,7 +27,7 @@
 
   function showButton(calling) {
     const button = $("call-button");
-    button.textContent = calling ? "Stop" : "Start";
+    button.textContent = calling ? "Stop" : watching() ? "Watch" : "Start";
     button.classList.toggle("calling", calling);
     // the persona is chosen when a call starts
     for (const input of document.querySelectorAll("#persona-picker input")) input.disabled = calling;
@@ -38,6 +38,7 @@
   }
 
   function showTools(connected) {
+    if (watching()) return;
     $("interrupt-button").disabled = !connected;
     $("record-switch").disabled = !connected;
     if (!connected) $("record-switch").checked = false;
@@ -171,19 +172,26 @@
     });
   }
 
+  // Booth mode (python app.py --local): the page only watches the avatar.
+  const watching = () => $("booth-mode") !== null;
+
   async function start(mine, persona) {
-    try {
-      mine.mic = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-      });
-    } catch (e) {
-      throw new Error(`the microphone is not available (${e.name}); allow it and press Start again`);
+    if (!watching()) {
+      try {
+        mine.mic = await navigator.mediaDevices.getUserMedia({
+          audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+        });
+      } catch (e) {
+        throw new Error(`the microphone is not available (${e.name}); allow it and press Start again`);
+      }
     }
     const config = await (await fetch("webrtc/config")).json();
     if (mine.ended) return release(mine);
     const pc = (mine.pc = new RTCPeerConnection({ iceServers: config.iceServers }));
-    for (const track of mine.mic.getAudioTracks()) pc.addTrack(track, mine.mic);
-    meterMic(mine);
+    if (mine.mic) {
+      for (const track of mine.mic.getAudioTracks()) pc.addTrack(track, mine.mic);
+      meterMic(mine);
+    }
     pc.addTransceiver("video", { direction: "recvonly" });
     mine.channel = pc.createDataChannel("events");
     // a message already on its way when the call ends must not relabel the stopped call
@@ -213,10 +221,11 @@
     await pc.setLocalDescription(await pc.createOffer());
     await iceGathered(pc);
     if (mine.ended) return release(mine);
-    const response = await fetch("webrtc/offer", {
+    const offer = { sdp: pc.localDescription.sdp, type: "offer" };
+    const response = await fetch(watching() ? "webrtc/watch" : "webrtc/offer", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", persona }),
+      body: JSON.stringify(watching() ? offer : { ...offer, persona }),
     });
     const answer = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(answer.error || `the server refused the call (HTTP ${response.status})`);
@@ -234,7 +243,7 @@
     if (ending.mic) ending.mic.getTracks().forEach((t) => t.stop());
     clearInterval(ending.meter);
     if (ending.audio) ending.audio.close();
-    $("mic-level").value = 0;
+    if ($("mic-level")) $("mic-level").value = 0;
   }
 
   // Ends the current call (or the one being set up; its setup releases what it got).
@@ -255,7 +264,7 @@
   // Stop: a recording in progress is finished and offered first.
   async function stop() {
     const mine = call;
-    if ($("record-switch").checked && mine.channel && mine.channel.readyState === "open") {
+    if ($("record-switch") && $("record-switch").checked && mine.channel && mine.channel.readyState === "open") {
       const arrived = new Promise((resolve) => { pendingRecording = resolve; });
       mine.channel.send("record:off");
       await Promise.race([arrived, new Promise((r) => setTimeout(r, RECORDING_WAIT_MS))]);
