@@ -43,6 +43,49 @@ MEAN_COLOUR = """
 """
 
 
+# Two agents: the side-by-side video's frames, how much each half changes, and the
+# loudness of the voices received.
+TWO_MEASURE = """
+() => {
+  const p = __probe, pc = p.pcs.at(-1), ctx = new AudioContext(), a = ctx.createAnalyser();
+  a.fftSize = 1024;
+  ctx.createMediaStreamSource(new MediaStream([pc.getReceivers().find((r) => r.track.kind === "audio").track])).connect(a);
+  const buf = new Float32Array(1024);
+  p.two = {frames: 0, width: 0, height: 0, compared: 0, leftChanged: 0, rightChanged: 0, voicePeak: 0, loudTicks: 0};
+  setInterval(() => {
+    a.getFloatTimeDomainData(buf);
+    let s = 0;
+    for (const x of buf) s += x * x;
+    const v = Math.sqrt(s / buf.length);
+    p.two.voicePeak = Math.max(p.two.voicePeak, v);
+    if (v > 0.01) p.two.loudTicks += 1;
+  }, 20);
+  const video = document.getElementById("two-video"), c = document.createElement("canvas");
+  c.width = 128; c.height = 64;
+  const g = c.getContext("2d", {willReadFrequently: true});
+  let previous = null;
+  const onFrame = (now, meta) => {
+    const t = p.two;
+    t.frames += 1; t.width = meta.width; t.height = meta.height;
+    if (t.frames % 5 === 0) {
+      g.drawImage(video, 0, 0, 128, 64);
+      const px = g.getImageData(0, 0, 128, 64).data;
+      if (previous) {
+        const d = [0, 0];
+        for (let i = 0; i < px.length; i += 4) d[((i / 4) % 128) < 64 ? 0 : 1] += Math.abs(px[i] - previous[i]);
+        t.compared += 1;
+        if (d[0] / (px.length / 8) > 0.3) t.leftChanged += 1;
+        if (d[1] / (px.length / 8) > 0.3) t.rightChanged += 1;
+      }
+      previous = px;
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+"""
+
+
 def download(url: str, path: Path) -> None:
     with urllib.request.urlopen(url, timeout=30) as r:
         path.write_bytes(r.read())
@@ -138,9 +181,58 @@ def run(args, result: dict, app: subprocess.Popen) -> None:
             browser.close()
 
 
+def run_two_agents(args, result: dict, app: subprocess.Popen) -> None:
+    """The Two agents tab: B gets --portrait, two replies about a topic, watched live."""
+    from playwright.sync_api import sync_playwright
+    url = f"http://127.0.0.1:{args.port}/"
+    wait_for("page served", lambda: served(app, url), 60, 0.5)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            user_data_dir=str(args.profile), executable_path=CHROMIUM, headless=True,
+            viewport={"width": 1280, "height": 1000},
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"])
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        try:
+            page.add_init_script(PROBE)
+            page.goto(url, timeout=30000)
+            page.get_by_role("tab", name="Two agents").click()
+            button = page.locator("#two-button")
+            button.wait_for(state="visible", timeout=30000)
+            wait_for("models ready (Start enabled)", button.is_enabled, 90, 0.25)
+            page.locator("#two-topic textarea").fill("the moon")
+            turns = page.locator("#two-turns input[type=number]")
+            turns.fill(str(args.turns))
+            turns.press("Enter")
+            page.locator("#two-image-b").set_input_files(str(args.portrait))
+            button.click()
+            wait_for("connected", lambda: page.evaluate("__probe.connectedAt"), 30)
+            page.evaluate(TWO_MEASURE)
+            state = page.locator("#two-state")
+            wait_for("someone speaking", lambda: "speaking" in state.inner_text(), 60)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(args.out / "two_agents_tab.png"))
+            link = page.locator("#two-recording-link")
+            link.wait_for(state="attached", timeout=int(1000 * max(10, browser_call.END - time.monotonic() - 20)))
+            result["two"] = page.evaluate("__probe.two")
+            result["recording_link"] = link.inner_text()
+            result["transcript"] = page.locator("#two-transcript").inner_text()
+            href = link.get_attribute("href")
+            download(url + href, args.out / "two_agents.mp4")
+            download(url + href.replace(".mp4", ".json"), args.out / "two_agents.json")
+        finally:
+            if "transcript" not in result:
+                result["probe"] = page.evaluate("window.__probe && __probe.two")
+                result["transcript"] = page.locator("#two-transcript").inner_text()
+                page.screenshot(path=str(args.out / "failed.png"))
+            browser.close()
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--wav", required=True, type=Path, help="48 kHz mono s16: the fake microphone")
+    p.add_argument("--two-agents", action="store_true", help="test the Two agents tab instead")
+    p.add_argument("--turns", type=int, default=2, help="two agents: replies in all")
+    p.add_argument("--wav", type=Path, help="48 kHz mono s16: the fake microphone")
     p.add_argument("--config", required=True, type=Path)
     p.add_argument("--bad", action="append", type=Path, default=[], help="a portrait that must be refused")
     p.add_argument("--portrait", required=True, type=Path, help="a portrait that must be taken")
@@ -156,7 +248,7 @@ def main() -> int:
     app = subprocess.Popen([sys.executable, "app.py", "--config", str(args.config), "--port", str(args.port)],
                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        run(args, result, app)
+        (run_two_agents if args.two_agents else run)(args, result, app)
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
     finally:

@@ -115,3 +115,44 @@ def test_portraits_interrupt_and_record_in_the_page(tts, tmp_path):
     assert "Traceback" not in log, log[-3000:]
     if os.environ.get("UPDATE_DOCS") == "1":
         shutil.copy(out / "live.png", ROOT / "docs" / "live.png")
+
+
+@needs_browser
+def test_two_agents_tab_plays_both_avatars_and_offers_the_mp4(tmp_path):
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run_tests.sh installs it (apt-get install chromium)"
+    blue_portrait(tmp_path / "juno.png")
+    config = tmp_path / "config.yaml"
+    config.write_text(to_yaml(load_config(overrides=CONFIG)))
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["unshare", "-n", sys.executable, str(ROOT / "tests" / "browser_page.py"), "--two-agents",
+                    "--turns", "2", "--config", str(config), "--portrait", str(tmp_path / "juno.png"),
+                    "--profile", str(tmp_path / "chromium"), "--out", str(out)], cwd=ROOT, check=True, timeout=300)
+    r = json.loads((out / "result.json").read_text())
+    log = (out / "app.log").read_text()
+    print(json.dumps(r, indent=2))
+    assert "error" not in r, f"{r['error']}\n--- app log ---\n{log[-3000:]}"
+
+    # live in the page: both avatars side by side, both moving, and voices
+    two = r["two"]
+    assert (two["width"], two["height"]) == (1024, 512) and two["frames"] > 100
+    # (most of the time one listens and the LLM thinks: small motions, so a low bar)
+    assert min(two["leftChanged"], two["rightChanged"]) >= max(10, 0.05 * two["compared"]), two
+    assert two["voicePeak"] > 0.02 and two["loudTicks"] > 50, "the voices did not play in the page"
+    names = [line for line in r["transcript"].splitlines()]
+    assert "Ada" in names and "Basil" in names, r["transcript"]
+
+    # the MP4 offered: side by side with sound, each persona's voice where its transcript says
+    mp4, record = out / "two_agents.mp4", json.loads((out / "two_agents.json").read_text())
+    with av.open(str(mp4)) as f:
+        assert (f.streams.video[0].width, f.streams.video[0].height) == (1024, 512)
+        assert len(f.streams.audio) == 1
+    audio = read_audio(mp4, RATE)
+    for side in ("a", "b"):
+        spoken = [t for t in record[side]["turns"] if t["first_audio_at"] is not None]
+        assert spoken, f"{side} never spoke"
+        t = spoken[0]["first_audio_at"]
+        assert rms(audio, t, t + 0.5) > 0.02, f"no voice of {side} at {t:.1f} s"
+    assert "Traceback" not in log, log[-3000:]
+    if os.environ.get("UPDATE_DOCS") == "1":
+        shutil.copy(out / "two_agents_tab.png", ROOT / "docs" / "two_agents_tab.png")

@@ -69,6 +69,29 @@ def status_line(shared: SharedStack, booth: bool = False) -> str:
     return "Ready. Pick a persona, press **Start** and talk; speak over the persona to interrupt it."
 
 
+TWO_STAGE = """
+<div id="two-stage" class="stage two">
+  <video id="two-video" autoplay playsinline></video>
+  <div class="stage-hint">Pick two personas and a topic, and press <b>Start</b></div>
+  <div id="two-state" class="call-state" data-state="idle">not started</div>
+  <div id="two-note" class="call-note"></div>
+</div>
+"""
+
+TWO_TOOLS = """
+<div class="portrait-tool"><label for="two-image-a">Image for A</label><input type="file" id="two-image-a" accept="image/*"></div>
+<div class="portrait-tool"><label for="two-image-b">Image for B</label><input type="file" id="two-image-b" accept="image/*"></div>
+<div id="two-result" class="recording-note"></div>
+"""
+
+TWO_TRANSCRIPT = """
+<div class="conversation">
+  <div class="conversation-head"><span>Their conversation</span></div>
+  <ol id="two-transcript" class="transcript short"><li class="empty">What they say appears here.</li></ol>
+</div>
+"""
+
+
 def brain_line(cfg) -> str:
     """Which brain answers, in a few words (the settings panel)."""
     if cfg.agent.mode == "omni":
@@ -89,7 +112,8 @@ def build_page(shared: SharedStack, booth: bool = False) -> gr.Blocks:
             line = status_line(shared, booth)
             if line != shown:
                 shown = line
-                yield line, gr.Button(interactive=shared.stack is not None)
+                ready = shared.stack is not None
+                yield line, gr.Button(interactive=ready), gr.Button(interactive=ready)
             if shared.settled:
                 return
             await asyncio.sleep(STATUS_POLL_S)
@@ -113,6 +137,22 @@ def build_page(shared: SharedStack, booth: bool = False) -> gr.Blocks:
                             gr.HTML(CALL_TOOLS)
                         gr.HTML(CONVERSATION)
                         gr.HTML(SETTINGS.format(brain=html.escape(brain_line(shared.cfg))))
+            with gr.Tab("Two agents", elem_id="two-agents-tab", visible=not booth):
+                gr.HTML(TWO_STAGE)
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=1, min_width=320):
+                        with gr.Row():
+                            two_a = gr.Dropdown(personas, value=default, label="Persona A", elem_id="two-a")
+                            two_b = gr.Dropdown(personas, value=next(p for _, p in personas if p != default),
+                                                label="Persona B", elem_id="two-b")
+                        topic = gr.Textbox(label="Topic", placeholder="the moon", elem_id="two-topic")
+                        turns = gr.Slider(1, 12, value=4, step=1, label="Replies in all", elem_id="two-turns")
+                        gr.HTML(TWO_TOOLS)
+                        two_button = gr.Button("Start", variant="primary", elem_id="two-button", interactive=False)
+                    with gr.Column(scale=1, min_width=320):
+                        gr.HTML(TWO_TRANSCRIPT)
         button.click(None, inputs=[persona], js="(persona) => window.personaCall.toggle(persona)")
-        page.load(watch_loading, outputs=[status, button], concurrency_limit=None, show_progress="hidden")
+        two_button.click(None, inputs=[two_a, two_b, topic, turns],
+                         js="(a, b, topic, turns) => window.personaTwoAgents.toggle(a, b, topic, turns)")
+        page.load(watch_loading, outputs=[status, button, two_button], concurrency_limit=None, show_progress="hidden")
     return page

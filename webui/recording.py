@@ -35,9 +35,8 @@ class Recordings:
         path = self.folder / f"{token}.mp4"
         self._kept.append(path)
         while len(self._kept) > MAX_KEPT:
-            old = self._kept.pop(0)
-            old.unlink(missing_ok=True)
-            old.with_suffix(".json").unlink(missing_ok=True)
+            for old in self.folder.glob(f"{self._kept.pop(0).stem}.*"):  # the video, its transcript, …
+                old.unlink(missing_ok=True)
         return token, path
 
     def path(self, token: str, suffix: str) -> Path | None:

@@ -19,6 +19,7 @@ from webui.page import build_page
 from webui.recording import Recordings
 from webui.shared_stack import SharedStack
 from webui.signaling import signaling_routes
+from webui.two_agents import TwoAgents
 
 STATIC = Path(__file__).with_name("static")
 
@@ -29,6 +30,7 @@ def build_app(cfg: Config, booth: bool = False) -> FastAPI:
     shared = SharedStack(cfg)
     recordings = Recordings()
     calls = Calls(cfg, shared, recordings)
+    two_agents = TwoAgents(shared, recordings)
     local = Booth(cfg, shared, lambda: peer_connection(cfg.server.ice_servers)) if booth else None
 
     @contextlib.asynccontextmanager
@@ -39,6 +41,7 @@ def build_app(cfg: Config, booth: bool = False) -> FastAPI:
             yield
         finally:
             await calls.close_all()
+            await two_agents.close()
             if local is not None:
                 booth_task.cancel()
                 await asyncio.gather(booth_task, return_exceptions=True)
@@ -48,7 +51,7 @@ def build_app(cfg: Config, booth: bool = False) -> FastAPI:
             recordings.close()
 
     app = FastAPI(lifespan=lifespan)
-    app.include_router(signaling_routes(calls, recordings, cfg.server.ice_servers, local))
+    app.include_router(signaling_routes(calls, two_agents, recordings, cfg.server.ice_servers, local))
     app.mount("/webui", StaticFiles(directory=STATIC), name="webui")
     return gr.mount_gradio_app(app, build_page(shared, booth), path="/", ssr_mode=False, theme=gr.themes.Soft(), footer_links=[],
                                css_paths=[STATIC / "style.css"], head='<script src="webui/client.js"></script>')

@@ -2,6 +2,7 @@
 
     GET  /webrtc/config              {"iceServers": [...]}      the same servers as the server side
     POST /webrtc/offer               {"sdp", "type", "persona"}  →  {"sdp", "type", "call"}  or  {"error": one line}
+    POST /webrtc/two-agents          {"sdp", "type", "a", "b", "topic", "turns", "images"}  →  {"sdp", "type"}
     POST /webrtc/watch               {"sdp", "type"}  →  {"sdp", "type"}     booth mode: the avatar, receive only
     POST /webrtc/portrait/<call>     the image file as the body, X-Filename: its name  →  {} or {"error": one line}
     GET  /recordings/<token>.mp4     a finished recording (.json: its transcript)
@@ -19,6 +20,7 @@ from avatar_engine.reference import MAX_FILE_MB
 from webui.booth import Booth
 from webui.calls import CallRefused, Calls
 from webui.recording import Recordings
+from webui.two_agents import TwoAgents
 
 
 class Offer(BaseModel):
@@ -30,6 +32,19 @@ class Offer(BaseModel):
 class WatchOffer(BaseModel):
     sdp: str
     type: Literal["offer"]
+
+
+class Upload(BaseModel):
+    name: str
+    data: str                      # base64
+
+
+class TwoAgentsOffer(WatchOffer):
+    a: str
+    b: str
+    topic: str = ""
+    turns: int = 4
+    images: dict[Literal["a", "b"], Upload] = {}
 
 
 def refused(e: CallRefused) -> JSONResponse:
@@ -52,7 +67,7 @@ async def read_upload(request: Request) -> tuple[bytes, str]:
     return bytes(data), name
 
 
-def signaling_routes(calls: Calls, recordings: Recordings, ice_servers: tuple[str, ...],
+def signaling_routes(calls: Calls, two_agents: TwoAgents, recordings: Recordings, ice_servers: tuple[str, ...],
                      booth: Booth | None = None) -> APIRouter:
     router = APIRouter()
 
@@ -67,6 +82,16 @@ def signaling_routes(calls: Calls, recordings: Recordings, ice_servers: tuple[st
         except CallRefused as e:
             return refused(e)
         return {"sdp": answer.sdp, "type": answer.type, "call": call_id}
+
+    @router.post("/webrtc/two-agents")
+    async def two(offer: TwoAgentsOffer):
+        images = {seat: (up.name, up.data) for seat, up in offer.images.items()}
+        try:
+            answer = await two_agents.open(offer.sdp, offer.type, offer.a, offer.b, offer.topic.strip(),
+                                           offer.turns, images)
+        except CallRefused as e:
+            return refused(e)
+        return {"sdp": answer.sdp, "type": answer.type}
 
     @router.post("/webrtc/watch")
     async def watch(offer: WatchOffer):

@@ -300,4 +300,135 @@
     if (event.target.id === "portrait-file") choosePortrait(event.target.files[0]);
   });
   window.personaCall = { toggle };
+
+  // ── the Two agents tab: a receive-only connection watching two personas talk ──────
+
+  let show = null;   // {pc, channel, ended} while two agents are being watched
+  let watched = null;   // the connection of a finished run, showing its last frame
+
+  function showTwoState(state, label) {
+    const badge = $("two-state");
+    badge.dataset.state = state;
+    badge.textContent = label;
+  }
+
+  function fileAsBase64(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result.split(",", 2)[1] || "");
+      reader.onerror = () => reject(new Error(`could not read ${file.name}`));
+      reader.readAsDataURL(file);
+    });
+  }
+
+  // A opens with its greeting; B answers A, A answers B, … (each side's replies are its turns)
+  function showTwoTranscript(a, b) {
+    const items = [line("agent", a.greeting, a.name)];
+    const n = Math.max(a.turns.length, b.turns.length);
+    for (let i = 0; i < n; i++) {
+      for (const [side, who] of [[b, "user"], [a, "agent"]]) {
+        const turn = side.turns[i];
+        if (turn && turn.agent) items.push(line(who, turn.agent, side.name, turn.interrupted ? "interrupted" : ""));
+      }
+    }
+    $("two-transcript").replaceChildren(...items);
+  }
+
+  function onTwoMessage(message) {
+    if (message.type === "update") {
+      showTwoTranscript(message.a, message.b);
+      const speaking = [message.a, message.b].find((s) => s.state === "speaking");
+      showTwoState(speaking ? "speaking" : "thinking", speaking ? `${speaking.name} speaking` : "thinking");
+    } else if (message.type === "done") {
+      const link = document.createElement("a");
+      link.id = "two-recording-link";
+      link.href = message.url;
+      link.download = "";
+      link.textContent = `Download the side-by-side MP4 (${message.seconds.toFixed(1)} s)`;
+      $("two-result").replaceChildren(link);
+      showTwoState("idle", "done");
+      endTwo(null, true);
+    } else if (message.type === "error") {
+      endTwo(message.message);
+    }
+  }
+
+  async function startTwo(mine, a, b, topic, turns) {
+    const images = {};
+    for (const [seat, id] of [["a", "two-image-a"], ["b", "two-image-b"]]) {
+      const file = $(id).files[0];
+      if (file) images[seat] = { name: file.name, data: await fileAsBase64(file) };
+    }
+    const config = await (await fetch("webrtc/config")).json();
+    if (mine.ended) return;
+    const pc = (mine.pc = new RTCPeerConnection({ iceServers: config.iceServers }));
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    mine.channel = pc.createDataChannel("events");
+    mine.channel.onmessage = (event) => { if (!mine.ended) onTwoMessage(JSON.parse(event.data)); };
+    const remote = new MediaStream();
+    const video = $("two-video");
+    pc.ontrack = (event) => {
+      remote.addTrack(event.track);
+      if (video.srcObject !== remote) video.srcObject = remote;
+      video.play().catch(() => {});
+    };
+    pc.onconnectionstatechange = () => {
+      if (mine.ended) return;
+      if (pc.connectionState === "connected") {
+        $("two-stage").classList.add("in-call");
+        showTwoState("thinking", "starting");
+      } else if (pc.connectionState === "failed") {
+        endTwo("the connection to the server was lost");
+      }
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc);
+    if (mine.ended) return;
+    const response = await fetch("webrtc/two-agents", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ sdp: pc.localDescription.sdp, type: "offer", a, b, topic, turns: Number(turns), images }),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(answer.error || `the server refused (HTTP ${response.status})`);
+    if (mine.ended) return;
+    await pc.setRemoteDescription(answer);
+  }
+
+  // Stops watching; `finished`: the run is over and its last frame stays on screen.
+  function endTwo(message, finished) {
+    const ending = show;
+    if (!ending) return;
+    show = null;
+    ending.ended = true;
+    if (finished) {
+      watched = ending.pc;
+    } else {
+      if (ending.pc) ending.pc.close();
+      $("two-video").srcObject = null;
+      $("two-stage").classList.remove("in-call");
+      showTwoState("idle", "not started");
+    }
+    $("two-button").textContent = "Start";
+    $("two-note").textContent = message || "";
+  }
+
+  function toggleTwo(a, b, topic, turns) {
+    if (show) return endTwo();
+    if (watched) watched.close();
+    watched = null;
+    const mine = (show = {});
+    $("two-note").textContent = "";
+    $("two-result").textContent = "";
+    $("two-button").textContent = "Stop";
+    showTwoState("connecting", "connecting…");
+    startTwo(mine, a, b, topic, turns).catch((e) => {
+      console.error(e);
+      if (show === mine) endTwo(e.message || String(e));
+    });
+  }
+
+  window.addEventListener("pagehide", () => endTwo());
+  window.personaTwoAgents = { toggle: toggleTwo };
 })();
