@@ -96,11 +96,15 @@ def run(args) -> int:
 
 def run_web_ui(cfg, booth: bool = False) -> int:
     import logging
+    devices = None
+    if booth:  # opened before the web stack loads: no sound device is a one-line error at once
+        from speech.devices import Microphone, Speaker
+        devices = (Microphone(cfg.audio.sample_rate), Speaker(cfg.audio.sample_rate))
     from webui import serve
     # calls opening and ending, and why; other libraries only when something is wrong
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("webui").setLevel(logging.INFO)
-    serve(cfg, booth=booth)
+    serve(cfg, booth=devices)
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -228,14 +229,84 @@ def run_two_agents(args, result: dict, app: subprocess.Popen) -> None:
             browser.close()
 
 
+BOOTH_MEASURE = """
+() => {
+  const p = __probe, video = document.getElementById("avatar-video"), c = document.createElement("canvas");
+  c.width = c.height = 64;
+  const g = c.getContext("2d", {willReadFrequently: true});
+  p.booth = {frames: 0, width: 0, height: 0, compared: 0, changed: 0};
+  let previous = null;
+  const onFrame = (now, meta) => {
+    const s = p.booth;
+    s.frames += 1; s.width = meta.width; s.height = meta.height;
+    if (s.frames % 5 === 0) {
+      g.drawImage(video, 0, 0, 64, 64);
+      const px = g.getImageData(0, 0, 64, 64).data;
+      if (previous) {
+        let d = 0;
+        for (let i = 0; i < px.length; i += 4) d += Math.abs(px[i] - previous[i]);
+        s.compared += 1;
+        if (d / (px.length / 4) > 0.3) s.changed += 1;
+      }
+      previous = px;
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+"""
+
+
+def run_booth(args, result: dict, app: subprocess.Popen) -> None:
+    """Booth mode: the page watches the conversation the virtual sound card carries."""
+    from playwright.sync_api import sync_playwright
+    url = f"http://127.0.0.1:{args.port}/"
+    wait_for("page served", lambda: served(app, url), 60, 0.5)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            user_data_dir=str(args.profile), executable_path=CHROMIUM, headless=True,
+            viewport={"width": 1280, "height": 900},
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"])
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        try:
+            page.add_init_script(PROBE)
+            page.goto(url, timeout=30000)
+            button = page.locator("#call-button")
+            button.wait_for(state="visible", timeout=30000)
+            wait_for("models ready (Watch enabled)", button.is_enabled, 90, 0.25)
+            result["button"] = button.inner_text()
+            result["has_call_tools"] = page.locator("#interrupt-button").count() > 0
+            # the conversation has begun on the sound card; the page may need a retry
+            wait_for("the booth ready", lambda: "Booth mode" in page.locator("#status").inner_text(), 30)
+            page.wait_for_timeout(2000)
+            button.click()
+            wait_for("connected", lambda: page.evaluate("__probe.connectedAt"), 20)
+            page.evaluate(BOOTH_MEASURE)
+            transcript = page.locator("#transcript")
+            wait_for("a reply to the question", lambda: "replied in" in transcript.inner_text(), 120)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(args.out / "booth.png"))
+            page.wait_for_timeout(4000)
+            result["booth"] = page.evaluate("__probe.booth")
+            result["transcript"] = transcript.inner_text()
+        finally:
+            if "transcript" not in result:
+                result["transcript"] = page.locator("#transcript").inner_text()
+                page.screenshot(path=str(args.out / "failed.png"))
+            browser.close()
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--two-agents", action="store_true", help="test the Two agents tab instead")
+    p.add_argument("--booth", type=Path, help="test booth mode instead: this 16 kHz WAV is the virtual sound "
+                                               "card's microphone; the speaker goes to <out>/speaker.f32")
     p.add_argument("--turns", type=int, default=2, help="two agents: replies in all")
     p.add_argument("--wav", type=Path, help="48 kHz mono s16: the fake microphone")
     p.add_argument("--config", required=True, type=Path)
     p.add_argument("--bad", action="append", type=Path, default=[], help="a portrait that must be refused")
-    p.add_argument("--portrait", required=True, type=Path, help="a portrait that must be taken")
+    p.add_argument("--portrait", type=Path, help="a portrait that must be taken")
     p.add_argument("--port", type=int, default=7861)
     p.add_argument("--profile", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
@@ -245,10 +316,14 @@ def main() -> int:
         subprocess.run(command.split(), check=True)
     result: dict = {}
     log = open(args.out / "app.log", "w")
-    app = subprocess.Popen([sys.executable, "app.py", "--config", str(args.config), "--port", str(args.port)],
-                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    command, env = [sys.executable, "app.py", "--config", str(args.config), "--port", str(args.port)], dict(os.environ)
+    if args.booth:
+        command.append("--local")
+        env.update(PYTHONPATH=f"{ROOT / 'tests' / 'fake_audio'}:{env.get('PYTHONPATH', '')}",
+                   PERSONA_FAKE_MIC=str(args.booth), PERSONA_FAKE_SPEAKER=str(args.out / "speaker.f32"))
+    app = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        (run_two_agents if args.two_agents else run)(args, result, app)
+        (run_booth if args.booth else run_two_agents if args.two_agents else run)(args, result, app)
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
     finally:

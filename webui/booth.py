@@ -16,7 +16,7 @@ import logging
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from agent.headless import TICK_S, summary
+from agent.headless import summary
 from agent.persona import load_persona
 from config import Config
 from speech.devices import Microphone, NoAudioDevice, Speaker
@@ -39,12 +39,11 @@ class _Viewer:
 
 
 class Booth:
-    def __init__(self, cfg: Config, shared: SharedStack, peer_connection):
+    def __init__(self, cfg: Config, shared: SharedStack, peer_connection, mic: Microphone, speaker: Speaker):
+        """`mic`: 20 ms blocks (its default) at the session rate; `speaker` at that rate."""
         self.cfg, self.shared = cfg, shared
-        self._peer_connection = peer_connection     # ice servers → RTCPeerConnection
-        # opened now, before the server starts: no device is a one-line error at start
-        self.mic = Microphone(cfg.audio.sample_rate, TICK_S)
-        self.speaker = Speaker(cfg.audio.sample_rate)
+        self._peer_connection = peer_connection     # () → an RTCPeerConnection with the configured ICE servers
+        self.mic, self.speaker = mic, speaker
         self.persona = load_persona(cfg.agent.persona)
         self.conv = None
         self._voice = np.zeros(0, np.float32)        # agent voice not yet given to the speaker
@@ -78,7 +77,9 @@ class Booth:
     async def _loop(self) -> None:
         max_voice = int(VOICE_QUEUE_S * self.cfg.audio.sample_rate)
         while True:
-            heard = await asyncio.to_thread(self.mic.read, MIC_TIMEOUT_S)
+            heard = self.mic.read(0)   # behind: blocks are waiting, take them without a thread hop
+            if heard is None:
+                heard = await asyncio.to_thread(self.mic.read, MIC_TIMEOUT_S)
             if heard is None:
                 raise NoAudioDevice("the microphone stopped sending audio: check that it is plugged in")
             played, self._voice = self._voice[:len(heard)], self._voice[len(heard):]

@@ -24,14 +24,14 @@ from webui.two_agents import TwoAgents
 STATIC = Path(__file__).with_name("static")
 
 
-def build_app(cfg: Config, booth: bool = False) -> FastAPI:
-    """The app; with `booth`, the conversation runs on this machine's microphone and
-    speaker (raises NoAudioDevice at once if there are none) and pages only watch."""
+def build_app(cfg: Config, booth: tuple | None = None) -> FastAPI:
+    """The app; with `booth` (a speech.devices Microphone and Speaker), one conversation
+    runs on them and pages only watch."""
     shared = SharedStack(cfg)
     recordings = Recordings()
     calls = Calls(cfg, shared, recordings)
     two_agents = TwoAgents(shared, recordings)
-    local = Booth(cfg, shared, lambda: peer_connection(cfg.server.ice_servers)) if booth else None
+    local = Booth(cfg, shared, lambda: peer_connection(cfg.server.ice_servers), *booth) if booth else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -53,7 +53,7 @@ def build_app(cfg: Config, booth: bool = False) -> FastAPI:
     app = FastAPI(lifespan=lifespan)
     app.include_router(signaling_routes(calls, two_agents, recordings, cfg.server.ice_servers, local))
     app.mount("/webui", StaticFiles(directory=STATIC), name="webui")
-    return gr.mount_gradio_app(app, build_page(shared, booth), path="/", ssr_mode=False, theme=gr.themes.Soft(), footer_links=[],
+    return gr.mount_gradio_app(app, build_page(shared, booth=local is not None), path="/", ssr_mode=False, theme=gr.themes.Soft(), footer_links=[],
                                css_paths=[STATIC / "style.css"], head='<script src="webui/client.js"></script>')
 
 
@@ -73,7 +73,7 @@ def tls_files(server: ServerConfig) -> dict:
     return {"ssl_certfile": server.cert, "ssl_keyfile": server.key}
 
 
-def serve(cfg: Config, booth: bool = False) -> None:
+def serve(cfg: Config, booth: tuple | None = None) -> None:
     """Serve the web UI on server.host:server.port until interrupted (`booth`: see build_app)."""
     tls = tls_files(cfg.server)
     app = build_app(cfg, booth)
