@@ -18,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from config import ConfigError, load_config  # noqa: E402
+from config import ConfigError, load_config, tls_files  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -96,6 +96,7 @@ def run(args) -> int:
 
 def run_web_ui(cfg, booth: bool = False) -> int:
     import logging
+    tls_files(cfg.server)  # before the web stack loads: a bad certificate is a one-line error at once
     devices = None
     if booth:  # opened before the web stack loads: no sound device is a one-line error at once
         from speech.devices import Microphone, Speaker

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from pathlib import Path
 
 import gradio as gr
@@ -12,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from config import Config, ConfigError, ServerConfig
+from config import Config, tls_files
 from webui.booth import Booth
 from webui.calls import Calls, peer_connection
 from webui.page import build_page
@@ -57,25 +56,9 @@ def build_app(cfg: Config, booth: tuple | None = None) -> FastAPI:
                                css_paths=[STATIC / "style.css"], head='<script src="webui/client.js"></script>')
 
 
-def tls_files(server: ServerConfig) -> dict:
-    """uvicorn's HTTPS arguments from server.cert / server.key (none: plain HTTP)."""
-    if not server.cert and not server.key:
-        return {}
-    if not (server.cert and server.key):
-        raise ConfigError("HTTPS needs both server.cert and server.key (--cert and --key)")
-    for what, path in (("certificate", server.cert), ("key", server.key)):
-        if not Path(path).is_file():
-            raise ConfigError(f"HTTPS {what} {path}: no such file")
-    try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(server.cert, server.key)
-    except (ssl.SSLError, ValueError) as e:
-        raise ConfigError(f"HTTPS: {server.cert} and {server.key} are not a PEM certificate and its key ({e})") from None
-    return {"ssl_certfile": server.cert, "ssl_keyfile": server.key}
-
-
 def serve(cfg: Config, booth: tuple | None = None) -> None:
     """Serve the web UI on server.host:server.port until interrupted (`booth`: see build_app)."""
-    tls = tls_files(cfg.server)
+    tls = tls_files(cfg.server)  # checked again: serve() may be called without app.py
     app = build_app(cfg, booth)
     scheme = "https" if tls else "http"
     print(f"web UI on {scheme}://{cfg.server.host}:{cfg.server.port}", flush=True)
