@@ -87,9 +87,46 @@ TWO_MEASURE = """
 """
 
 
+# The received voice's loudness for QUIET_CHECK_S after the page unmutes it (Interrupt
+# silences what is in flight until the server's silence arrives).
+QUIET_CHECK_S = 1.5
+VOICE_AFTER = f"""
+() => {{
+  const p = __probe, pc = p.pcs.at(-1), ctx = new AudioContext(), a = ctx.createAnalyser();
+  a.fftSize = 1024;
+  const track = pc.getReceivers().find((r) => r.track.kind === "audio").track;
+  ctx.createMediaStreamSource(new MediaStream([track])).connect(a);
+  const buf = new Float32Array(1024), button = document.getElementById("interrupt-button");
+  p.voiceAfter = {{peak: 0, samples: 0, mutedMs: null}};
+  const timer = setInterval(() => {{
+    if (!button.dataset.mutedMs) return;
+    const v = p.voiceAfter;
+    v.mutedMs = Number(button.dataset.mutedMs);
+    if ((performance.now() - p.saidAt) / 1000 > v.mutedMs / 1000 + {QUIET_CHECK_S}) return clearInterval(timer);
+    a.getFloatTimeDomainData(buf);
+    let s = 0;
+    for (const x of buf) s += x * x;
+    v.peak = Math.max(v.peak, Math.sqrt(s / buf.length));
+    v.samples += 1;
+  }}, 20);
+}}
+"""
+
+
 def download(url: str, path: Path) -> None:
     with urllib.request.urlopen(url, timeout=30) as r:
         path.write_bytes(r.read())
+
+
+def launch(pw, args, height: int, fake_mic: Path | None = None):
+    """Headless Chromium on a fresh profile; `fake_mic`: a WAV as the microphone."""
+    mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+           f"--use-file-for-fake-audio-capture={fake_mic}"] if fake_mic else []
+    return pw.chromium.launch_persistent_context(
+        user_data_dir=str(args.profile), executable_path=CHROMIUM, headless=True,
+        viewport={"width": 1280, "height": height},
+        args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required", *mic])
 
 
 def served(app: subprocess.Popen, url: str) -> bool:
@@ -104,13 +141,7 @@ def run(args, result: dict, app: subprocess.Popen) -> None:
     wait_for("page served", lambda: served(app, url), 60, 0.5)
     app_pid = app.pid
     with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            user_data_dir=str(args.profile), executable_path=CHROMIUM, headless=True,
-            viewport={"width": 1280, "height": 900},
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-                  "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={args.wav}",
-                  "--autoplay-policy=no-user-gesture-required"])
+        browser = launch(pw, args, 900, fake_mic=args.wav)
         page = browser.pages[0] if browser.pages else browser.new_page()
         try:
             page.add_init_script(PROBE)
@@ -160,6 +191,12 @@ def run(args, result: dict, app: subprocess.Popen) -> None:
             wait_for("the voice stopping after Interrupt", lambda: audio().get("voiceStoppedAt"), 10)
             result["interrupt_in_page_s"] = (audio()["voiceStoppedAt"] - page.evaluate("__probe.saidAt")) / 1000
             wait_for("the reply marked interrupted", lambda: "interrupted" in page.locator("#transcript").inner_text(), 15)
+            # the page silences what is in flight until the server's silence arrives; after
+            # that the voice must stay quiet, or the server never stopped the reply
+            page.evaluate(VOICE_AFTER)
+            wait_for("the voice unmuted", lambda: page.evaluate("__probe.voiceAfter.mutedMs"), 10)
+            page.wait_for_timeout(round(1000 * QUIET_CHECK_S) + 500)
+            result["voice_after_interrupt"] = page.evaluate("__probe.voiceAfter")
             result["app_cpu_share_in_reply"] = (cpu_seconds(app_pid) - cpu0) / (time.monotonic() - wall0)
             page.wait_for_timeout(1000)
 
@@ -188,11 +225,7 @@ def run_two_agents(args, result: dict, app: subprocess.Popen) -> None:
     url = f"http://127.0.0.1:{args.port}/"
     wait_for("page served", lambda: served(app, url), 60, 0.5)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            user_data_dir=str(args.profile), executable_path=CHROMIUM, headless=True,
-            viewport={"width": 1280, "height": 1000},
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"])
+        browser = launch(pw, args, 1000)
         page = browser.pages[0] if browser.pages else browser.new_page()
         try:
             page.add_init_script(PROBE)
@@ -263,11 +296,7 @@ def run_booth(args, result: dict, app: subprocess.Popen) -> None:
     url = f"http://127.0.0.1:{args.port}/"
     wait_for("page served", lambda: served(app, url), 60, 0.5)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch_persistent_context(
-            user_data_dir=str(args.profile), executable_path=CHROMIUM, headless=True,
-            viewport={"width": 1280, "height": 900},
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"])
+        browser = launch(pw, args, 900)
         page = browser.pages[0] if browser.pages else browser.new_page()
         try:
             page.add_init_script(PROBE)
