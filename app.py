@@ -1,6 +1,8 @@
 """Entry point: the web UI, headless runs, two-agent recordings, and the component check.
 
     python app.py                         # web UI on the offline default stack
+    python app.py --host 0.0.0.0 --cert cert.pem --key key.pem   # HTTPS for the LAN
+    python app.py --local                 # booth: this machine's microphone and speaker
     python app.py --check                 # which default components are installed
     python app.py --check --checkpoint Wan2.2-S2V-14B --lora liveavatar.safetensors
                                           # ... and every file of the Live Avatar model
@@ -18,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from config import ConfigError, load_config  # noqa: E402
+from config import ConfigError, load_config, tls_files  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -26,6 +28,10 @@ def parse_args(argv=None):
     p.add_argument("--config", help="config YAML (default: config.yaml beside app.py)")
     p.add_argument("--host", help="web UI host (overrides server.host)")
     p.add_argument("--port", type=int, help="web UI port (overrides server.port)")
+    p.add_argument("--cert", help="HTTPS certificate, PEM (overrides server.cert; needs --key)")
+    p.add_argument("--key", help="HTTPS private key, PEM (overrides server.key)")
+    p.add_argument("--local", action="store_true",
+                   help="booth mode: talk through this machine's microphone and speaker; the page shows the avatar")
     p.add_argument("--check", action="store_true", help="load every default component and print a table; "
                    "with a Live Avatar checkpoint, check its files from their headers too")
     p.add_argument("--checkpoint", help="causal_dit weights: a trained file or the Wan2.2-S2V-14B directory "
@@ -104,7 +110,8 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    overrides = {"server": {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None},
+    server = (("host", args.host), ("port", args.port), ("cert", args.cert), ("key", args.key))
+    overrides = {"server": {k: v for k, v in server if v is not None},
                  "avatar": {k: v for k, v in (("checkpoint", args.checkpoint), ("lora", args.lora)) if v is not None}}
     if args.checkpoint is not None:
         overrides["avatar"]["backend"] = "causal_dit"
@@ -119,16 +126,21 @@ def run(args) -> int:
         return run_headless(cfg, args)
     if args.two_agents:
         return run_two_agents(cfg, args)
-    return run_web_ui(cfg)
+    return run_web_ui(cfg, booth=args.local)
 
 
-def run_web_ui(cfg) -> int:
+def run_web_ui(cfg, booth: bool = False) -> int:
     import logging
+    tls_files(cfg.server)  # before the web stack loads: a bad certificate is a one-line error at once
+    devices = None
+    if booth:  # opened before the web stack loads: no sound device is a one-line error at once
+        from speech.devices import Microphone, Speaker
+        devices = (Microphone(cfg.audio.sample_rate), Speaker(cfg.audio.sample_rate))
     from webui import serve
     # calls opening and ending, and why; other libraries only when something is wrong
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("webui").setLevel(logging.INFO)
-    serve(cfg)
+    serve(cfg, booth=devices)
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,12 @@ class ServerConfig:
     ice_servers: tuple[str, ...] = ()
     # Calls at once; each runs its own avatar renderer on the CPU.
     max_sessions: int = number(2, 1, 64)
+    # HTTPS: a PEM certificate and its key (both or neither). Browsers open the
+    # microphone only on localhost or over HTTPS, so serving a LAN needs them.
+    cert: str = ""
+    key: str = ""
+    # A recording (Record switch, two agents in the page) stops at this length.
+    max_recording_s: float = number(900.0, 10.0, 7200.0)
 
 
 @dataclass(frozen=True)
@@ -353,3 +360,19 @@ def to_yaml(cfg: Config) -> str:
             return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
         return list(x) if isinstance(x, tuple) else x
     return yaml.safe_dump(plain(cfg), sort_keys=False)
+
+
+def tls_files(server: ServerConfig) -> dict:
+    """uvicorn's HTTPS arguments from server.cert / server.key (none: plain HTTP)."""
+    if not server.cert and not server.key:
+        return {}
+    if not (server.cert and server.key):
+        raise ConfigError("HTTPS needs both server.cert and server.key (--cert and --key)")
+    for what, path in (("certificate", server.cert), ("key", server.key)):
+        if not Path(path).is_file():
+            raise ConfigError(f"HTTPS {what} {path}: no such file")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(server.cert, server.key)
+    except (ssl.SSLError, ValueError) as e:
+        raise ConfigError(f"HTTPS: {server.cert} and {server.key} are not a PEM certificate and its key ({e})") from None
+    return {"ssl_certfile": server.cert, "ssl_keyfile": server.key}

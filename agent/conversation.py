@@ -67,7 +67,7 @@ class Conversation:
             raise ValueError("the avatar must run on the conversation's session clock")
         self.rate = self.clock.rate
         self.history = history if history is not None else History.from_config(cfg.agent)
-        timeline = timeline if timeline is not None else SpeakerTimeline()
+        self.timeline = timeline = timeline if timeline is not None else SpeakerTimeline()
         self.detector = TurnDetector(cfg, self.clock, timeline, asr=asr, turn_end=turn_end, vad_model=vad_model)
         self.output = OutputScheduler(avatar, self.clock, timeline)
         self.runner = ReplyRunner(brain, self.output.playout, self.history, self._publish)
@@ -145,6 +145,10 @@ class Conversation:
         for event in pending:
             self._handle(event)
         return stopped
+
+    def use_backend(self, backend) -> None:
+        """Go on with another face (an avatar backend already reset to it) from the next block."""
+        self.output.avatar.use_backend(backend)
 
     async def greet(self, text: str) -> None:
         """Speak a line (the persona's greeting) outside any user turn; returns once it

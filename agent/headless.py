@@ -23,7 +23,7 @@ from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer
 from config import Config
-from speech.audio import prepare, read_wav
+from speech.audio import RecentAudio, prepare, read_wav
 
 log = logging.getLogger(__name__)
 TAIL_S = 1.0            # keep recording this long after the last reply
@@ -87,25 +87,6 @@ class Loudspeaker:
         return self._ticks.popleft() if self._ticks else np.zeros(self.tick, np.float32)
 
 
-class _RecentAudio:
-    """The last `seconds` of a stream, addressable by absolute sample index (a ring:
-    sample i lives at i mod size, so pushing a tick copies only the tick)."""
-
-    def __init__(self, seconds: float):
-        self.buf = np.zeros(int(seconds * SESSION_RATE), np.float32)
-        self.end = 0                     # absolute index after the newest sample
-
-    def push(self, x: np.ndarray) -> None:
-        self.buf.put(np.arange(self.end, self.end + len(x)), x, mode="wrap")
-        self.end += len(x)
-
-    def get(self, start: int, n: int) -> np.ndarray:
-        """Samples [start, start + n), or zeros where they are not (or no longer) held."""
-        if start < self.end - len(self.buf) or start + n > self.end:
-            return np.zeros(n, np.float32)
-        return self.buf.take(np.arange(start, start + n), mode="wrap")
-
-
 async def run_conversation(conv: Conversation, user, writer: MP4Writer | None, *, fast: bool = False,
                            max_s: float = MAX_SESSION_S, progress: Callable[[str], None] = log.info) -> None:
     """Drive `conv` tick by tick with `user` (WavUser, speech.synthetic.ScriptedUser) as
@@ -113,7 +94,7 @@ async def run_conversation(conv: Conversation, user, writer: MP4Writer | None, *
     the agent's output. Every A/V block is written with agent voice and mic mixed."""
     tick = conv.tick_samples
     pacer = Pacer(realtime=not fast)
-    heard = _RecentAudio(10.0)
+    heard = RecentAudio(int(10.0 * SESSION_RATE))
     speaker = Loudspeaker(tick)
     quiet_since = None
     reported = 0

@@ -46,63 +46,85 @@ def with_topic(persona, topic: str, other_name: str):
     return dataclasses.replace(persona, system_prompt=prompt)
 
 
+def opening_line(persona, topic: str) -> str:
+    """What A says first: its greeting and the topic."""
+    return f"{persona.greeting} Let's talk about {topic}." if topic else persona.greeting
+
+
+async def talk(conv_a: Conversation, conv_b: Conversation, opening: str, turns: int,
+               on_pair: Callable[[np.ndarray, np.ndarray], None], *,
+               fast: bool = True, progress: Callable[[str], None] = log.info) -> float:
+    """Run two conversations as each other's microphone until `turns` replies in all.
+    `on_pair(frames, audio)` gets each side-by-side block: (n, H, 2W, 3) frames, A left,
+    and both voices mixed. Both conversations are closed when it returns. Returns the
+    seconds the session clock stood still waiting for late clauses."""
+    tick = conv_a.tick_samples
+    waiting, waited, stood = 0.0, 0.0, False  # for the current late clause; in all
+    try:
+        for conv in (conv_a, conv_b):  # each LLM reads its persona's prompt once
+            await conv.warm_up()
+        await conv_a.greet(opening)
+        pacer = Pacer(realtime=not fast)
+        voice_a = voice_b = np.zeros(tick, np.float32)
+        speaker_a, speaker_b = Loudspeaker(tick), Loudspeaker(tick)
+        quiet, seen = 0.0, 0
+        while True:
+            dry = fast and (ran_dry(conv_a) or ran_dry(conv_b))
+            if dry and waiting < MAX_GAP_WAIT_S:
+                await asyncio.sleep(TICK_S)   # the brain works; neither clock moves
+                waiting += TICK_S
+                stood = True
+                continue
+            if stood:  # the wall clock ran on while the session clock stood: re-anchor
+                pacer, stood = Pacer(realtime=False), False
+            if not dry:
+                waited, waiting = waited + waiting, 0.0
+            await pacer.wait(conv_a.now, must_pace=conv_a.busy or conv_b.busy)
+            # each hears what the other played in the previous tick
+            blocks_a = await conv_a.step(voice_b)
+            blocks_b = await conv_b.step(voice_a)
+            speaker_a.play(blocks_a)
+            speaker_b.play(blocks_b)
+            voice_a, voice_b = speaker_a.next_tick(), speaker_b.next_tick()
+            for ba, bb in zip(blocks_a, blocks_b):  # same clock and block size: pairs
+                on_pair(np.concatenate([ba.frames, bb.frames], axis=2), ba.audio + bb.audio)
+            replies = len(conv_a.turns) + len(conv_b.turns)
+            done = replies >= turns and conv_a.idle and conv_b.idle
+            quiet = quiet + TICK_S if done else 0.0
+            if quiet >= 1.0 or conv_a.now > MAX_TWO_AGENT_S:
+                break
+            if replies > seen:
+                seen = replies
+                progress(f"{conv_a.now:6.1f}s  {replies}/{turns} replies")
+            # Enough replies: neither answers what is said from now on. Derived each
+            # tick, not latched: a reply prepared at a pause counts until it is dropped.
+            conv_a.answering = conv_b.answering = replies < turns
+    finally:
+        await conv_a.close()
+        await conv_b.close()
+    return waited
+
+
+def two_agent_transcript(conv_a, conv_b, pa, pb, topic: str, output: str | Path, waited: float = 0.0) -> dict:
+    """Both transcripts, when each voice played (session seconds) and how long both did at once."""
+    spoken_a, spoken_b = conv_a.timeline.intervals(AGENT), conv_b.timeline.intervals(AGENT)
+    return {"a": {**transcript(conv_a, persona=pa.id), "voice": spoken_a},
+            "b": {**transcript(conv_b, persona=pb.id), "voice": spoken_b},
+            "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": waited,
+            "topic": topic, "output": str(output)}
+
+
 async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, output_mp4: str | Path, *,
                          fast: bool = True, progress: Callable[[str], None] = log.info) -> dict:
     pa, pb = load_persona(a), load_persona(b)
     pa, pb = with_topic(pa, topic, pb.name), with_topic(pb, topic, pa.name)
     async with open_stack(cfg, progress, seats=2) as stack:
         conv_a, conv_b = make_conversation(stack, pa, seat=0), make_conversation(stack, pb, seat=1)
-        tick = conv_a.tick_samples
-        for conv in (conv_a, conv_b):  # each LLM reads its persona's prompt once
-            await conv.warm_up()
-        opening = f"{pa.greeting} Let's talk about {topic}." if topic else pa.greeting
-        await conv_a.greet(opening)
         size = cfg.avatar.size
-        pacer = Pacer(realtime=not fast)
-        voice_a = voice_b = np.zeros(tick, np.float32)
-        speaker_a, speaker_b = Loudspeaker(tick), Loudspeaker(tick)
-        quiet, seen = 0.0, 0
-        waiting, waited, stood = 0.0, 0.0, False  # for the current late clause; in all
         with MP4Writer(output_mp4, cfg.avatar.fps, 2 * size, size, SESSION_RATE) as writer:
-            while True:
-                dry = fast and (ran_dry(conv_a) or ran_dry(conv_b))
-                if dry and waiting < MAX_GAP_WAIT_S:
-                    await asyncio.sleep(TICK_S)   # the brain works; neither clock moves
-                    waiting += TICK_S
-                    stood = True
-                    continue
-                if stood:  # the wall clock ran on while the session clock stood: re-anchor
-                    pacer, stood = Pacer(realtime=False), False
-                if not dry:
-                    waited, waiting = waited + waiting, 0.0
-                await pacer.wait(conv_a.now, must_pace=conv_a.busy or conv_b.busy)
-                # each hears what the other played in the previous tick
-                blocks_a = await conv_a.step(voice_b)
-                blocks_b = await conv_b.step(voice_a)
-                speaker_a.play(blocks_a)
-                speaker_b.play(blocks_b)
-                voice_a, voice_b = speaker_a.next_tick(), speaker_b.next_tick()
-                for ba, bb in zip(blocks_a, blocks_b):  # same clock and block size: pairs
-                    writer.write(np.concatenate([ba.frames, bb.frames], axis=2), ba.audio + bb.audio)
-                replies = len(conv_a.turns) + len(conv_b.turns)
-                done = replies >= turns and conv_a.idle and conv_b.idle
-                quiet = quiet + TICK_S if done else 0.0
-                if quiet >= 1.0 or conv_a.now > MAX_TWO_AGENT_S:
-                    break
-                if replies > seen:
-                    seen = replies
-                    progress(f"{conv_a.now:6.1f}s  {replies}/{turns} replies")
-                # Enough replies: neither answers what is said from now on. Derived each
-                # tick, not latched: a reply prepared at a pause counts until it is dropped.
-                conv_a.answering = conv_b.answering = replies < turns
-        await conv_a.close()
-        await conv_b.close()
-    # when each voice played (session seconds), and how long both did at once
-    spoken_a, spoken_b = conv_a.timeline.intervals(AGENT), conv_b.timeline.intervals(AGENT)
-    result = {"a": {**transcript(conv_a, persona=pa.id), "voice": spoken_a},
-              "b": {**transcript(conv_b, persona=pb.id), "voice": spoken_b},
-              "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": waited,
-              "topic": topic, "output": str(output_mp4)}
+            waited = await talk(conv_a, conv_b, opening_line(pa, topic), turns, writer.write,
+                                fast=fast, progress=progress)
+    result = two_agent_transcript(conv_a, conv_b, pa, pb, topic, output_mp4, waited)
     Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result
 

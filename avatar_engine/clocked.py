@@ -46,3 +46,7 @@ class ClockedAvatar:
 
     def flush(self) -> None:
         self.runtime.flush()
+
+    def use_backend(self, backend) -> None:
+        """Another face from the next block on (see AvatarRuntime.use_backend)."""
+        self.runtime.use_backend(backend)

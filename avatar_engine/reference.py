@@ -1,13 +1,15 @@
 """The reference portrait: load any image a user hands us, find the face, frame it.
 
 Every problem becomes one line that names it (`ReferenceImageError`):
-not an image, too small; no face found (unless `allow_no_face`, which animates a face
+an empty file, not an image, a file over MAX_FILE_MB, more than MAX_PIXELS (checked in
+the header, before anything is decoded), too small; no face found (unless `allow_no_face`, which animates a face
 layout placed in the centre). Fixable problems are fixed and logged: too large
 (downscaled), RGBA (composited on grey), greyscale or 16-bit (converted), several faces
 (the largest wins), a face near the border (the framing pads by mirroring).
 """
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 MAX_SIDE = 2048        # larger references are downscaled to this long side
 MIN_SIDE = 64
+MAX_FILE_MB = 20       # a portrait photo is a few MB; anything bigger is a mistake
+MAX_PIXELS = 50_000_000  # decoding more would take GBs of memory (a "decompression bomb")
 DETECT_SIDE = 640      # faces are searched on a copy this large (speed)
 
 # Where the 68 dlib landmarks sit in a unit face box: the astronaut's, levelled,
@@ -55,22 +59,56 @@ class Face:
     detected: bool          # False: a centred stand-in layout (allow_no_face)
 
 
-def load_reference(source) -> np.ndarray:
-    """A path, encoded bytes or an array → (H, W, 3) uint8 RGB, downscaled to MAX_SIDE."""
-    name = _describe(source)
+def load_reference(source, name: str | None = None) -> np.ndarray:
+    """A path, encoded bytes or an array → (H, W, 3) uint8 RGB, downscaled to MAX_SIDE.
+    `name`: how errors call it (an uploaded file's name); default the path or type."""
+    name = f"'{name}'" if name else _describe(source)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
             raise ReferenceImageError(f"reference image {name}: no such file")
+        _check_file_size(path.stat().st_size, name)
         source = path.read_bytes()
     if isinstance(source, (bytes, bytearray)):
-        image = cv2.imdecode(np.frombuffer(source, np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise ReferenceImageError(f"reference {name} is not an image OpenCV can read (use PNG or JPEG)")
-        image = _bgr_to_rgb(image)
+        image = _bgr_to_rgb(_decode(bytes(source), name))
     else:
         image = np.asarray(source)
     return _normalize(image, name)
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    """Encoded bytes → the decoded array (BGR/BGRA/grey as OpenCV gives it), with the
+    size limits checked first: OpenCV would assert on empty input and allocate
+    whatever a header claims."""
+    if not data:
+        raise ReferenceImageError(f"reference {name} is an empty file; choose a PNG or JPEG photo")
+    _check_file_size(len(data), name)
+    pixels = _header_pixels(data)
+    if pixels is not None and pixels > MAX_PIXELS:
+        raise ReferenceImageError(f"reference {name} is over {MAX_PIXELS // 1_000_000} megapixels; "
+                                  "use a smaller photo")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ReferenceImageError(f"reference {name} is not an image OpenCV can read (use PNG or JPEG)")
+    return image
+
+
+def _check_file_size(n_bytes: int, name: str) -> None:
+    if n_bytes > MAX_FILE_MB * 2**20:
+        raise ReferenceImageError(f"reference {name} is {n_bytes / 2**20:.0f} MB; use a photo under {MAX_FILE_MB} MB")
+
+
+def _header_pixels(data: bytes) -> int | None:
+    """Width × height from the file's header, without decoding it; None if Pillow does
+    not know the format (OpenCV may still read it)."""
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size[0] * im.size[1]
+    except Image.DecompressionBombError:  # Pillow's own bound (far above ours)
+        return MAX_PIXELS + 1
+    except Exception:  # Pillow raises many kinds for files it does not know
+        return None
 
 
 def _describe(source) -> str:

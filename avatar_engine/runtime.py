@@ -135,6 +135,14 @@ class AvatarRuntime:
             self._rewind(self._handed)
             self._flush_backend = True
 
+    def use_backend(self, backend: Backend) -> None:
+        """Go on with another backend, already `reset` to its reference (a new face
+        mid-session: rigging it takes long, so it is done before, off the render path).
+        Blocks rendered ahead with the old one are rendered again."""
+        with self._lock:
+            self.backend = backend
+            self._rewind(self._handed)
+
     def _queued_talk(self) -> int:
         return max(self._talk_end - self._next * self.block_samples, 0)
 

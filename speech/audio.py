@@ -119,3 +119,23 @@ def rms_db(x: np.ndarray) -> float:
         return float("-inf")
     p = float(np.mean(np.square(x, dtype=np.float64)))
     return 10 * np.log10(p) if p > 0 else float("-inf")
+
+
+class RecentAudio:
+    """The last `size` samples of a stream, addressable by absolute sample index (a ring:
+    sample i lives at i mod size, so pushing a tick copies only the tick). `start`: the
+    index of the first sample pushed."""
+
+    def __init__(self, size: int, start: int = 0):
+        self.buf = np.zeros(size, np.float32)
+        self.end = start                 # absolute index after the newest sample
+
+    def push(self, x: np.ndarray) -> None:
+        self.buf.put(np.arange(self.end, self.end + len(x)), x, mode="wrap")
+        self.end += len(x)
+
+    def get(self, start: int, n: int) -> np.ndarray:
+        """Samples [start, start + n), or zeros where they are not (or no longer) held."""
+        if start < self.end - len(self.buf) or start + n > self.end:
+            return np.zeros(n, np.float32)
+        return self.buf.take(np.arange(start, start + n), mode="wrap")

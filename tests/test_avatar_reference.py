@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+import struct
+import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,7 +13,7 @@ import pytest
 import assets
 from avatar_engine.backend import Block
 from avatar_engine.portrait.backend import PortraitBackend
-from avatar_engine.reference import ReferenceImageError, find_face, frame_portrait, load_reference
+from avatar_engine.reference import MAX_FILE_MB, ReferenceImageError, find_face, frame_portrait, load_reference
 
 ASTRONAUT = assets.default_portrait()
 
@@ -84,3 +87,36 @@ def test_face_at_the_border_is_framed_by_padding():
     backend = PortraitBackend(size=384)
     backend.reset(cut)
     assert backend.render(idle_block()).shape == (2, 384, 384, 3)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width × height, with one tiny (truncated) data chunk:
+    what a decompression bomb looks like before it is decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+@pytest.mark.parametrize("data, says", [
+    (b"", "empty file"),
+    (b"GIF89a but not really", "not an image"),
+    (b"\xff\xd8" + bytes(MAX_FILE_MB * 2**20), f"under {MAX_FILE_MB} MB"),
+    (png_header_only(30000, 30000), "megapixels"),
+])
+def test_bad_files_are_one_sentence_naming_the_problem(tmp_path, data, says):
+    for source in (data, tmp_path / "upload.png"):
+        if isinstance(source, Path):
+            source.write_bytes(data)
+        with pytest.raises(ReferenceImageError) as e:
+            load_reference(source, name="upload.png")
+        message = str(e.value)
+        assert says in message and "upload.png" in message and "\n" not in message
+        assert "assert" not in message.lower() and "cv::" not in message
+
+
+def test_a_photo_without_a_face_is_one_sentence(tmp_path):
+    flat = cv2.imencode(".png", np.full((300, 400, 3), 90, np.uint8))[1].tobytes()
+    with pytest.raises(ReferenceImageError, match="no face found") as e:
+        find_face(load_reference(flat, name="wall.png"))
+    assert "\n" not in str(e.value)

@@ -23,6 +23,7 @@ from config import load_config, to_yaml
 from speech import synthetic
 from speech.audio import write_wav
 from webui.calls import CallRefused, Calls
+from webui.recording import MAX_KEPT, Recordings
 from webui.shared_stack import SharedStack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +111,7 @@ def refusal(calls: Calls, persona: str = "ada") -> tuple[int, str]:
 def test_offers_are_refused_with_a_reason_while_loading_when_full_and_for_unknown_personas(cfg):
     shared = SharedStack(cfg)
     shared.status = "starting the local LLM server"
-    calls = Calls(cfg, shared)
+    calls = Calls(cfg, shared, Recordings())
     assert refusal(calls) == (503, "still getting ready (starting the local LLM server); try again soon")
     shared.error = "could not load the models: no Whisper model"
     assert refusal(calls) == (503, "could not load the models: no Whisper model")
@@ -121,3 +122,28 @@ def test_offers_are_refused_with_a_reason_while_loading_when_full_and_for_unknow
     calls._opening = cfg.server.max_sessions      # every slot taken by calls being answered
     assert refusal(calls) == (429, f"the avatar is already talking with {cfg.server.max_sessions} people; "
                                    "try again in a moment")
+    with pytest.raises(CallRefused) as e:
+        asyncio.run(calls.use_portrait("0123456789abcdef", b"", "me.png"))
+    assert e.value.status == 404 and "press Start" in e.value.message
+    calls.recordings.close()
+
+
+def test_recordings_are_found_only_by_their_token_and_only_the_newest_are_kept():
+    recordings = Recordings()
+    try:
+        made = []
+        for _ in range(MAX_KEPT + 2):
+            token, path = recordings.new()
+            path.write_bytes(b"mp4")
+            path.with_suffix(".json").write_text("{}")
+            made.append(token)
+        assert recordings.path(made[0], ".mp4") is None and not list(recordings.folder.glob(f"{made[0]}.*"))
+        assert recordings.path(made[-1], ".mp4").read_bytes() == b"mp4"
+        assert recordings.path(made[-1], ".json") is not None
+        for bad in ("../etc/passwd", made[-1].upper(), made[-1][:-1]):
+            assert recordings.path(bad, ".mp4") is None
+        assert recordings.path(made[-1], ".portrait") is None
+        assert len(list(recordings.folder.glob("*.mp4"))) == MAX_KEPT
+    finally:
+        recordings.close()
+    assert not recordings.folder.exists()

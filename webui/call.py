@@ -9,12 +9,18 @@ latencies go to the page over the data channel the browser opened, whenever they
 change. The call ends when the browser hangs up ("bye" on the channel, the connection
 closing or failing, the mic track ending) or the server stops; then the conversation,
 the tracks and the peer connection are closed, whichever way it ended.
+
+From the page, on the data channel: "interrupt" (the Interrupt button: the reply stops
+as on a barge-in, and what the tracks still hold is dropped), "record:on" / "record:off"
+(the Record switch: an MP4 of the call, announced with its download URL when it ends).
+Over HTTP (webui/signaling.py): a new portrait, `use_backend`.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import secrets
 import time
 
 import numpy as np
@@ -22,9 +28,11 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from agent.conversation import Conversation
 from agent.frames import Interruption
+from agent.headless import transcript
 from agent.metrics import summary
 from agent.persona import Persona
 from speech.audio import StreamResampler
+from webui.recording import Recorder, Recordings
 from webui.tracks import AvatarVideoTrack, MicBacklog, VoiceTrack, mic_samples
 from webui.transcript import snapshot
 
@@ -42,8 +50,14 @@ class CallError(RuntimeError):
 
 
 class Call:
-    def __init__(self, pc: RTCPeerConnection, conv: Conversation, persona: Persona, frame_size: int):
+    def __init__(self, pc: RTCPeerConnection, conv: Conversation, persona: Persona, frame_size: int,
+                 recordings: Recordings, max_recording_s: float):
         self.pc, self.conv, self.persona = pc, conv, persona
+        self.id = secrets.token_hex(8)     # names the call in HTTP requests from its page
+        self.frame_size = frame_size
+        self._recordings, self._max_recording_s = recordings, max_recording_s
+        self._recorder: Recorder | None = None
+        self._record_wanted = False
         fps, block_frames = conv.fps, conv.frames_per_block
         self.video = AvatarVideoTrack(np.zeros((frame_size, frame_size, 3), np.uint8), fps,
                                       max_frames=BUFFERED_BLOCKS * block_frames)
@@ -133,13 +147,46 @@ class Call:
             pending = np.concatenate([pending, to_session_rate(mic_samples(frame))])
             while len(pending) >= tick:
                 heard, pending = pending[:tick], pending[tick:]
+                if self._recorder is not None:
+                    self._recorder.hear(heard)
                 for block in await self.conv.step(heard, self.voice.take_played(tick)):
                     self.video.push(block.frames)
                     self.voice.push(block.audio)
+                    if self._recorder is not None:
+                        self._recorder.write(block)
+            if self._record_wanted and self._recorder is None:
+                self._start_recording()
+            elif self._recorder is not None and (not self._record_wanted or self._recorder.full):
+                self._record_wanted = False
+                await self._stop_recording()
             self._publish()
+
+    # ── what the page asks for ────────────────────────────────────────────────────────
+
+    def use_backend(self, backend) -> None:
+        """Go on with another face (a backend already reset to it)."""
+        self.conv.use_backend(backend)
+
+    def _start_recording(self) -> None:
+        _, path = self._recordings.new()
+        self._recorder = Recorder(path, self.conv.fps, self.frame_size, self.conv.rate,
+                                  start_sample=self.conv.clock.samples, max_s=self._max_recording_s)
+        self._send({"type": "recording", "state": "on"})
+
+    async def _stop_recording(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is None:
+            return
+        await asyncio.to_thread(recorder.close)
+        # the turns on the recording's clock: session times minus `start_s`
+        recorder.path.with_suffix(".json").write_text(json.dumps(
+            transcript(self.conv, persona=self.persona.id, start_s=recorder.start_s), indent=2))
+        self._send({"type": "recording", "state": "off", "url": f"recordings/{recorder.path.name}",
+                    "transcript": f"recordings/{recorder.path.stem}.json", "seconds": round(recorder.seconds, 2)})
 
     async def _close(self) -> None:
         self._unsubscribe()
+        await self._stop_recording()
         await self.conv.close()
         self.video.stop()
         self.voice.stop()
@@ -154,6 +201,10 @@ class Call:
         if message != self._shown:
             self.channel.send(message)
             self._shown = message
+
+    def _send(self, message: dict) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(json.dumps(message))
 
     async def _report(self, message: str) -> None:
         log.info("call ended: %s", message)
@@ -183,4 +234,6 @@ class Call:
         if message == "bye":
             self.hang_up()
         elif message == "interrupt":     # the page's Interrupt button
-            self.conv.interrupt()
+            self.conv.interrupt()        # its Interruption clears the tracks (_on_event)
+        elif message in ("record:on", "record:off"):
+            self._record_wanted = message == "record:on"   # the pump starts or stops it

@@ -14,9 +14,11 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 
 from agent.conversation import Conversation
 from agent.persona import Persona, load_persona, persona_ids
-from agent.session import Stack, make_conversation
+from agent.session import Stack, make_backend, make_conversation
+from avatar_engine.reference import ReferenceImageError, load_reference
 from config import Config
 from webui.call import Call, CallError
+from webui.recording import Recordings
 from webui.shared_stack import SharedStack
 
 log = logging.getLogger(__name__)
@@ -41,15 +43,28 @@ def conversation(stack: Stack, persona: Persona) -> Conversation:
     return conv
 
 
+def checked_backend(cfg: Config, data: bytes, name: str):
+    """An avatar backend rigged on an uploaded portrait: the engine's own checks (the
+    file, the image, the face). Raises ReferenceImageError with one sentence."""
+    image = load_reference(data, name=name)
+    backend = make_backend(cfg)
+    try:
+        backend.reset(image)
+    except ReferenceImageError as e:  # the face: the message does not know the file's name
+        raise ReferenceImageError(f"'{name}': {e}") from None
+    return backend
+
+
 class Calls:
-    def __init__(self, cfg: Config, shared: SharedStack):
-        self.cfg, self.shared = cfg, shared
+    def __init__(self, cfg: Config, shared: SharedStack, recordings: Recordings):
+        self.cfg, self.shared, self.recordings = cfg, shared, recordings
         self.limit = cfg.server.max_sessions
         self._live: dict[Call, asyncio.Task] = {}
         self._opening = 0                      # slots held by offers being answered
 
-    async def open(self, sdp: str, kind: str, persona_id: str) -> RTCSessionDescription:
-        """Answer a browser's offer and start the call. Raises CallRefused."""
+    async def open(self, sdp: str, kind: str, persona_id: str) -> tuple[str, RTCSessionDescription]:
+        """Answer a browser's offer and start the call: (the call's id, the answer).
+        Raises CallRefused."""
         stack = self.shared.stack
         if stack is None:
             raise CallRefused(503, self.shared.error or f"still getting ready ({self.shared.status}); try again soon")
@@ -66,7 +81,8 @@ class Calls:
             except Exception as e:  # a broken persona file or picture: say which
                 log.exception("building the conversation failed")
                 raise CallRefused(500, f"could not start the avatar: {e}") from None
-            call = Call(peer_connection(self.cfg.server.ice_servers), conv, persona, self.cfg.avatar.size)
+            call = Call(peer_connection(self.cfg.server.ice_servers), conv, persona, self.cfg.avatar.size,
+                        self.recordings, self.cfg.server.max_recording_s)
             try:
                 answer = await call.answer(sdp, kind)
             except Exception as e:
@@ -82,7 +98,19 @@ class Calls:
         task = call.start()
         self._live[call] = task
         task.add_done_callback(lambda _: self._live.pop(call, None))
-        return answer
+        return call.id, answer
+
+    async def use_portrait(self, call_id: str, data: bytes, name: str) -> None:
+        """A new face for a live call, checked first; the call keeps its face if it
+        fails. Raises CallRefused with the reason in one sentence."""
+        call = next((c for c in self._live if c.id == call_id), None)
+        if call is None:
+            raise CallRefused(404, "no call to change the portrait of; press Start first")
+        try:
+            backend = await asyncio.to_thread(checked_backend, self.cfg, data, name)
+        except ReferenceImageError as e:
+            raise CallRefused(400, str(e)) from None
+        call.use_backend(backend)
 
     async def close_all(self) -> None:
         tasks = list(self._live.values())

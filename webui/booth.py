@@ -1,0 +1,135 @@
+"""Booth mode (`python app.py --local`): one conversation through this machine's
+microphone and speaker; the page shows the avatar, its state and the transcript.
+
+The microphone is the clock, as in a web call: each 20 ms block it delivers is one
+tick of the conversation. The agent's voice goes to the speaker one tick at a time,
+and exactly what the speaker was given in a tick is the echo reference for the mic
+audio of that tick (the VAD's echo canceller finds the delay). Pages that open
+(`/webrtc/watch`) only receive: video, and updates on a data channel.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from agent.headless import summary
+from agent.persona import load_persona
+from config import Config
+from speech.devices import Microphone, NoAudioDevice, Speaker
+from webui.shared_stack import SharedStack
+from webui.tracks import AvatarVideoTrack
+from webui.transcript import snapshot
+
+log = logging.getLogger(__name__)
+
+MIC_TIMEOUT_S = 2.0        # a sound card delivers a block every 20 ms
+VOICE_QUEUE_S = 2.0        # agent voice waiting for the speaker, at most
+MAX_VIEWERS = 4
+VIEWER_FRAMES = 4          # frames buffered per viewer (two blocks)
+
+
+class _Viewer:
+    def __init__(self, pc: RTCPeerConnection, video: AvatarVideoTrack):
+        self.pc, self.video, self.channel = pc, video, None
+        self.shown: str | None = None
+
+
+class Booth:
+    def __init__(self, cfg: Config, shared: SharedStack, peer_connection, mic: Microphone, speaker: Speaker):
+        """`mic`: 20 ms blocks (its default) at the session rate; `speaker` at that rate."""
+        self.cfg, self.shared = cfg, shared
+        self._peer_connection = peer_connection     # () → an RTCPeerConnection with the configured ICE servers
+        self.mic, self.speaker = mic, speaker
+        self.persona = load_persona(cfg.agent.persona)
+        self.conv = None
+        self._voice = np.zeros(0, np.float32)        # agent voice not yet given to the speaker
+        self._viewers: list[_Viewer] = []
+        self.error: str | None = None
+
+    async def run(self) -> None:
+        """Wait for the models, then converse until cancelled."""
+        from webui.calls import conversation
+        while self.shared.stack is None:
+            if self.shared.error:
+                return
+            await asyncio.sleep(0.1)
+        self.conv = await asyncio.to_thread(conversation, self.shared.stack, self.persona)
+        tasks = [asyncio.create_task(self.conv.warm_up(), name="warm-up"),
+                 asyncio.create_task(self.conv.greet(self.persona.greeting), name="greeting")]
+        try:
+            with self.mic, self.speaker:
+                log.info("booth: talking through the local microphone and speaker")
+                await self._loop()
+        except NoAudioDevice as e:
+            self.error = str(e)
+            log.error("booth: %s", e)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.conv.close()
+            log.info("booth closed: %s", summary(self.conv.turns))
+
+    async def _loop(self) -> None:
+        max_voice = int(VOICE_QUEUE_S * self.cfg.audio.sample_rate)
+        while True:
+            heard = self.mic.read(0)   # behind: blocks are waiting, take them without a thread hop
+            if heard is None:
+                heard = await asyncio.to_thread(self.mic.read, MIC_TIMEOUT_S)
+            if heard is None:
+                raise NoAudioDevice("the microphone stopped sending audio: check that it is plugged in")
+            played, self._voice = self._voice[:len(heard)], self._voice[len(heard):]
+            played = np.pad(played, (0, len(heard) - len(played)))
+            self.speaker.play(played)
+            for block in await self.conv.step(heard, played):
+                self._voice = np.concatenate([self._voice, block.audio])[-max_voice:]
+                for viewer in self._viewers:
+                    viewer.video.push(block.frames)
+            self._publish()
+
+    def _publish(self) -> None:
+        message = None
+        for viewer in self._viewers:
+            if viewer.channel is None or viewer.channel.readyState != "open":
+                continue
+            message = message or json.dumps(snapshot(self.conv, self.persona))
+            if message != viewer.shown:
+                viewer.channel.send(message)
+                viewer.shown = message
+
+    # ── pages watching ────────────────────────────────────────────────────────────────
+
+    async def watch(self, sdp: str, kind: str) -> RTCSessionDescription:
+        """Answer a page's receive-only offer with the avatar's video."""
+        while len(self._viewers) >= MAX_VIEWERS:  # the oldest page makes room
+            await self._drop(self._viewers[0])
+        pc = self._peer_connection()
+        size = self.cfg.avatar.size
+        viewer = _Viewer(pc, AvatarVideoTrack(np.zeros((size, size, 3), np.uint8), self.cfg.avatar.fps,
+                                              max_frames=VIEWER_FRAMES))
+        pc.on("datachannel", lambda channel: setattr(viewer, "channel", channel))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self._drop(viewer)
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        pc.addTrack(viewer.video)
+        await pc.setLocalDescription(await pc.createAnswer())
+        self._viewers.append(viewer)
+        return pc.localDescription
+
+    async def _drop(self, viewer: _Viewer) -> None:
+        if viewer in self._viewers:
+            self._viewers.remove(viewer)
+        viewer.video.stop()
+        await viewer.pc.close()
+
+    async def close(self) -> None:
+        for viewer in list(self._viewers):
+            await self._drop(viewer)
