@@ -1,0 +1,125 @@
+"""The Live Avatar DiT equals the reference code (fixture from tools/liveavatar_fixture_dit.py).
+
+The fixture holds a tiny CausalWanModel_S2V with every parameter random, a PEFT LoRA,
+inputs and the reference's outputs over 12 streaming blocks (3 clips): the ring wraps
+after block 3, the reference rolls once cur + rd > 30, the adaptive sink swaps at clip 1.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from avatar_engine.causal_dit.liveavatar import LiveAvatarConfig, LiveAvatarStreamer, flow_match_schedule
+from avatar_engine.causal_dit.lora import merge_lora
+from avatar_engine.causal_dit.model import CausalDiT, preset
+from avatar_engine.causal_dit.wan_keys import convert_state_dict, reference_shapes
+
+FIXTURE = Path(__file__).parent / "fixtures" / "liveavatar" / "dit"
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def case():
+    with safe_open(str(FIXTURE / "case.safetensors"), "pt") as f:
+        meta = f.metadata()
+    return load_file(FIXTURE / "case.safetensors"), meta
+
+
+@pytest.fixture(scope="module")
+def model(case):
+    tensors, meta = case
+    reference = load_file(FIXTURE / "reference_weights.safetensors")
+    assert merge_lora(reference, load_file(FIXTURE / "lora.safetensors"), float(meta["lora_alpha"])) == 38
+    cfg = preset("liveavatar-tiny")
+    m = CausalDiT(cfg)
+    m.load_state_dict(convert_state_dict(reference, cfg), strict=True)
+    return m.eval()
+
+
+def close(a, b):
+    return (a - b).abs().max().item() <= TOL
+
+
+def test_tiny_preset_is_the_fixture_config(case):
+    ref = json.loads(case[1]["reference_config"])
+    cfg = preset("liveavatar-tiny")
+    assert (cfg.dim, cfg.ffn_dim, cfg.heads, cfg.layers, cfg.text_dim, cfg.audio_dim, cfg.freq_dim,
+            list(cfg.audio_inject_layers)) == (ref["dim"], ref["ffn_dim"], ref["num_heads"], ref["num_layers"],
+                                               ref["text_dim"], ref["audio_dim"], ref["freq_dim"],
+                                               ref["audio_inject_layers"])
+
+
+def test_lora_merge_equals_peft(case):
+    tensors, meta = case
+    reference = load_file(FIXTURE / "reference_weights.safetensors")
+    merge_lora(reference, load_file(FIXTURE / "lora.safetensors"), float(meta["lora_alpha"]))
+    merged = {k[len("merged."):]: v for k, v in tensors.items() if k.startswith("merged.")}
+    assert len(merged) == 38
+    assert all(close(reference[k], v) for k, v in merged.items())
+
+
+def test_schedule_is_diffusers_bit_for_bit(case):
+    timesteps, sigmas = flow_match_schedule(4, 3.0)
+    assert torch.equal(timesteps, case[0]["timesteps"]) and torch.equal(sigmas, case[0]["sigmas"])
+    assert [round(float(t), 1) for t in timesteps] == [1000.0, 857.7, 602.2, 8.9]
+
+
+def test_conversion_covers_the_reference_keys_exactly():
+    reference = load_file(FIXTURE / "reference_weights.safetensors")
+    assert {k: tuple(v.shape) for k, v in reference.items()} == reference_shapes(preset("liveavatar-tiny"))
+
+
+def run_stream(model, tensors, blocks, record):
+    meta_blocks = 4
+    streamer = LiveAvatarStreamer(model, LiveAvatarConfig(seed=42), relative_distance=iter(
+        tensors["relative_distance"].tolist()).__next__)
+    to_ours = lambda lat: lat.permute(0, 2, 1, 3, 4)          # (B, C, F, H, W) → (B, F, C, H, W)
+    streamer.reset(to_ours(tensors["reference_latent"])[:, 0], to_ours(tensors["motion_latents"]),
+                   tensors["prompt_states"][None])
+    record("sink", 0, streamer.sink)
+    with torch.no_grad():
+        for n in range(blocks):
+            clip, pos = divmod(n, meta_blocks)
+            feats = tensors[f"audio_features.clip{clip}"][..., pos * 12:(pos + 1) * 12].permute(0, 3, 1, 2)
+            audio = streamer.audio(feats)
+            record("audio", n, audio)
+            x = streamer.clip_noise(n)
+            for i in range(4):
+                x, v = streamer.denoise_step(i, n, x, audio)
+                record("velocity", (n, i), v)
+            record("latent", n, x)
+            streamer.finish_block(n, x)
+            if n == meta_blocks - 1:
+                record("sink", 1, streamer.sink)
+    return streamer
+
+
+def test_streaming_equals_the_reference(model, case):
+    tensors, _ = case
+    worst = {}
+
+    def record(kind, key, value):
+        if kind == "sink":
+            for layer, (k, v) in enumerate(value.kv):
+                for name, ours in (("k", k), ("v", v)):
+                    ref = tensors[f"sink.clip{key}.layer{layer}.{name}"]          # (1, L, heads, hd)
+                    worst[f"sink{key}"] = max(worst.get(f"sink{key}", 0), (ours - ref.flatten(2)).abs().max().item())
+        elif kind == "audio" and key == 0:
+            tokens, glob = value
+            worst["audio"] = max((tokens - tensors["audio_tokens.block0"]).abs().max().item(),
+                                 (glob - tensors["audio_global.block0"][:, :, 0]).abs().max().item())
+        elif kind == "velocity":
+            n, i = key
+            ref = tensors[f"velocity.block{n}.step{i}"].transpose(0, 1)[None]
+            worst[f"v{n}.{i}"] = (value - ref).abs().max().item()
+        elif kind == "latent":
+            ref = tensors[f"latent.block{key}"].transpose(0, 1)[None]
+            worst[f"x{key}"] = (value - ref).abs().max().item()
+
+    run_stream(model, tensors, 12, record)
+    assert len([k for k in worst if k.startswith("v")]) == 48
+    bad = {k: v for k, v in worst.items() if not v <= TOL}
+    assert not bad, f"beyond {TOL}: {bad}"
