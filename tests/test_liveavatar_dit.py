@@ -74,8 +74,8 @@ def test_conversion_covers_the_reference_keys_exactly():
 
 def run_stream(model, tensors, blocks, record):
     meta_blocks = 4
-    streamer = LiveAvatarStreamer(model, LiveAvatarConfig(seed=42), relative_distance=iter(
-        tensors["relative_distance"].tolist()).__next__)
+    rd = tensors["relative_distance"].tolist()            # drawn per call: block n, step i → 4n + i
+    streamer = LiveAvatarStreamer(model, LiveAvatarConfig(seed=42), relative_distance=lambda n, i: rd[4 * n + i])
     to_ours = lambda lat: lat.permute(0, 2, 1, 3, 4)          # (B, C, F, H, W) → (B, F, C, H, W)
     streamer.reset(to_ours(tensors["reference_latent"])[:, 0], to_ours(tensors["motion_latents"]),
                    tensors["prompt_states"][None])
@@ -123,3 +123,21 @@ def test_streaming_equals_the_reference(model, case):
     assert len([k for k in worst if k.startswith("v")]) == 48
     bad = {k: v for k, v in worst.items() if not v <= TOL}
     assert not bad, f"beyond {TOL}: {bad}"
+
+
+def test_load_liveavatar_reads_shards_and_merges_the_lora(model, tmp_path):
+    from safetensors.torch import save_file
+    from avatar_engine.causal_dit.checkpoint import CheckpointError, load_liveavatar
+
+    reference = load_file(FIXTURE / "reference_weights.safetensors")
+    keys = sorted(reference)
+    save_file({k: reference[k] for k in keys[::2]}, str(tmp_path / "diffusion_pytorch_model-00001-of-00002.safetensors"))
+    save_file({k: reference[k] for k in keys[1::2]}, str(tmp_path / "diffusion_pytorch_model-00002-of-00002.safetensors"))
+    loaded = load_liveavatar(tmp_path, FIXTURE / "lora.safetensors", device="cpu", cfg=preset("liveavatar-tiny"),
+                             lora_alpha=2.0)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    assert next(loaded.parameters()).dtype == torch.float32
+
+    (tmp_path / "diffusion_pytorch_model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_liveavatar(tmp_path, device="cpu", cfg=preset("liveavatar-tiny"))

@@ -16,7 +16,9 @@ causal_s2v_pipeline_tpp.py), on a `CausalDiT(preset("liveavatar-14b"))`.
 - Ring: one clip (12 latent frames) of K/V per denoising step, written at
   frame % 12 (`RingKV`); a block attends to [ring (itself and the 9 frames before) | sink].
 - Rolling RoPE: noisy frames at their absolute latent index; the reference at
-  max(30, first frame + rd), rd drawn in 4..30 on every call (injectable); motion fixed.
+  max(30, first frame + rd), rd drawn in 4..30 on every call, motion fixed. rd comes from
+  `relative_distance(block, step)` (injectable): by default a draw seeded by (seed, block,
+  step), so any process layout (TPP) draws the same numbers.
 - Timestep forcing: step i of block n sees what earlier blocks wrote at step i; no clean
   pass. Sampler: diffusers' FlowMatchEulerDiscreteScheduler(shift=3) — 4 steps give
   t = [1000, 857.7, 602.2, 8.9] — re-implemented in `flow_match_schedule` (a dependency
@@ -151,15 +153,18 @@ class BlockContext:
 
 class LiveAvatarStreamer:
     def __init__(self, model: CausalDiT, cfg: LiveAvatarConfig = LiveAvatarConfig(),
-                 relative_distance: Callable[[], int] | None = None):
+                 relative_distance: Callable[[int, int], int] | None = None):
         if not model.cfg.reference_tokens:
             raise ValueError(f"preset {model.cfg.name} is not a Live Avatar model")
         self.model, self.cfg = model, cfg
         self.timesteps, self.sigmas = flow_match_schedule(cfg.steps, cfg.shift)
-        rng = random.Random(cfg.seed)
-        self.relative_distance = relative_distance or (lambda: rng.randint(cfg.min_distance, cfg.max_distance))
+        self.relative_distance = relative_distance or self._draw_distance
         self.sink: SinkKV | None = None
         self._new_reference = None
+
+    def _draw_distance(self, block: int, step: int) -> int:
+        draw = random.Random((self.cfg.seed * 1_000_003 + block) * 64 + step)
+        return draw.randint(self.cfg.min_distance, self.cfg.max_distance)
 
     # ── state ──
     def reset(self, reference: torch.Tensor, motion: torch.Tensor, prompt_states: torch.Tensor,
@@ -208,7 +213,7 @@ class LiveAvatarStreamer:
     def denoise_step(self, step: int, block: int, x, audio, rd: int | None = None):
         """Step `step` of `block`: x (B, F, C, H, W) → (x_next, velocity)."""
         model, frames = self.model, self.block_frames(block)
-        rd = self.relative_distance() if rd is None else rd
+        rd = self.relative_distance(block, step) if rd is None else rd
         reference_time = max(model.cfg.reference_time, frames[0] + rd)
         context = BlockContext(self.rings[step], self.sink, frames, reference_time, model.rope, self.grid)
         t = self.timesteps[step].to(x.device).expand(x.shape[0], x.shape[1])
