@@ -141,3 +141,26 @@ def test_load_liveavatar_reads_shards_and_merges_the_lora(model, tmp_path):
     (tmp_path / "diffusion_pytorch_model-00002-of-00002.safetensors").unlink()
     with pytest.raises(CheckpointError, match="missing"):
         load_liveavatar(tmp_path, device="cpu", cfg=preset("liveavatar-tiny"))
+
+
+def test_conversion_maps_the_published_key_list_onto_the_full_model():
+    """The full-size Wan2.2-S2V-14B transformer and LoRA key/shape list (tools/liveavatar_keys.py)
+    converts onto CausalDiT(preset("liveavatar-14b")) exactly, on the meta device."""
+    import gzip
+
+    from avatar_engine.causal_dit.lora import lora_pairs, lora_targets
+    from avatar_engine.causal_dit.wan_keys import converted_shapes
+
+    published = json.loads(gzip.open(FIXTURE.parent / "wan_s2v_14b_keys.json.gz").read())
+    transformer = {k: tuple(s) for k, s in published["transformer"]}
+    cfg = preset("liveavatar-14b")
+    assert len(transformer) == 1260 and reference_shapes(cfg) == transformer
+    meta = {k: torch.empty(s, device="meta") for k, s in transformer.items()}
+    lora = {k: torch.empty(s, device="meta") for k, s in published["lora"]}
+    assert len(lora_pairs(lora)) == 448 and sorted(lora_pairs(lora)) == sorted(lora_targets(transformer))
+    assert merge_lora(meta, lora, float(published["lora_config"]["alpha"])) == 448
+    converted = convert_state_dict(meta, cfg)
+    assert {k: tuple(v.shape) for k, v in converted.items()} == converted_shapes(cfg)
+    with torch.device("meta"):
+        model = CausalDiT(cfg)
+    model.load_state_dict(converted, strict=True, assign=True)
