@@ -164,3 +164,23 @@ def test_conversion_maps_the_published_key_list_onto_the_full_model():
     with torch.device("meta"):
         model = CausalDiT(cfg)
     model.load_state_dict(converted, strict=True, assign=True)
+
+
+def test_bf16_model_streams_close_to_the_fp32_reference(model, case):
+    """The GPU dtype path (bf16 weights, fp32 modulation/head/audio encoder as the reference)
+    runs end to end on the CPU and stays near the fp32 reference."""
+    import copy
+
+    tensors, _ = case
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    worst = []
+
+    def record(kind, key, value):
+        if kind == "velocity":
+            n, i = key
+            ref = tensors[f"velocity.block{n}.step{i}"].transpose(0, 1)[None]
+            assert value.dtype == torch.bfloat16
+            worst.append(((value.float() - ref).abs().max() / ref.abs().max()).item())
+
+    run_stream(half, tensors, 2, record)
+    assert len(worst) == 8 and max(worst) < 0.03, worst

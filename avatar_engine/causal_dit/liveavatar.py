@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .model import CausalDiT, SelfAttention
+from .model import CausalDiT, SelfAttention, in_fp32
 
 
 @dataclass(frozen=True)
@@ -191,19 +191,20 @@ class LiveAvatarStreamer:
         return self.sink.nbytes() + sum(r.nbytes() for r in self.rings.values())
 
     # ── inputs ──
-    def clip_noise(self, block: int, dtype=torch.float32) -> torch.Tensor:
+    def clip_noise(self, block: int, dtype=None) -> torch.Tensor:
         """The starting noise (1, F, C, H, W) of `block`: drawn per clip from seed + clip, as
         the reference (randn (C, 12, H, W) of a generator seeded seed + r)."""
         cfg, c = self.cfg, self.model.cfg.latent_channels
         clip, pos = divmod(block, cfg.blocks_per_clip)
         g = torch.Generator().manual_seed(cfg.seed + clip)
-        noise = torch.randn(c, cfg.window_frames, *self.grid, generator=g, dtype=dtype)
+        noise = torch.randn(c, cfg.window_frames, *self.grid, generator=g, dtype=dtype or self.model.dtype)
         f = cfg.frames_per_block
         return noise[:, pos * f:(pos + 1) * f].transpose(0, 1)[None]
 
     def audio(self, features: torch.Tensor):
         """One block's wav2vec2 hidden states (B, 4·F, L, Da) → (tokens, global) for the injector."""
-        return self.model.speech_encoder(features)
+        tokens, glob = in_fp32(self.model.speech_encoder, features)     # fp32, as the reference
+        return tokens.to(self.model.dtype), glob.to(self.model.dtype)
 
     # ── denoising ──
     def block_frames(self, block: int) -> list[int]:

@@ -212,6 +212,13 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1).float()
 
 
+def in_fp32(module: nn.Module, *inputs):
+    """Run a small module in fp32 whatever the model dtype: Wan computes the time embedding,
+    the modulations, the head and the audio encoder in fp32 (autocast) in a bf16 model."""
+    params = {k: v.float() for k, v in module.named_parameters()}
+    return torch.func.functional_call(module, params, tuple(i.float() for i in inputs))
+
+
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, L, D) → (B, heads, L, D/heads)."""
     return x.unflatten(-1, (heads, -1)).transpose(1, 2)
@@ -298,18 +305,23 @@ class TransformerBlock(nn.Module):
         self.modulation = nn.Parameter(torch.randn(6, cfg.dim) / cfg.dim ** 0.5)
 
     def forward(self, x, frame_mod, layer: int, context: KVContext, text=None, talk=None, listen=None):
-        """x (B, F, N, D); frame_mod (B, F, 6, D); text (B, S, D); talk/listen (B, F, A, D)."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = (self.modulation + frame_mod).unsqueeze(2).unbind(3)
-        h = self.norm1(x) * (1 + scale1) + shift1                          # (B, F, N, D)
+        """x (B, F, N, D); frame_mod (B, F, 6, D) fp32; text (B, S, D); talk/listen (B, F, A, D).
+
+        As Wan in a bf16 model: modulation and the residual stream inside the block in
+        fp32, the layers' inputs in the model dtype (all no-ops in an fp32 model)."""
+        dt = x.dtype
+        mods = (self.modulation.float() + frame_mod).unsqueeze(2).unbind(3)
+        shift1, scale1, gate1, shift2, scale2, gate2 = mods                # (B, F, 1, D) each
+        h = (self.norm1(x).float() * (1 + scale1) + shift1).to(dt)        # (B, F, N, D)
         q, k, v = self.self_attn.project(h)
-        x = x + gate1 * context.attend(layer, q, k, v, self.self_attn)
+        x = x + gate1 * context.attend(layer, q, k, v, self.self_attn)    # fp32 from here
         if text is not None:                                               # ungated, as Wan
-            b, f = x.shape[:2]
-            x = x + self.cross_attn(self.norm3(x).flatten(1, 2), text).unflatten(1, (f, -1))
+            f = x.shape[1]
+            x = x + self.cross_attn(self.norm3(x.to(dt)).flatten(1, 2), text).unflatten(1, (f, -1))
         if talk is not None:
-            x = x + self.talk_attn(x, talk) + self.listen_attn(x, listen)
-        h = self.norm2(x) * (1 + scale2) + shift2
-        return x + gate2 * self.ffn(h)
+            x = x + self.talk_attn(x.to(dt), talk) + self.listen_attn(x.to(dt), listen)
+        h = (self.norm2(x) * (1 + scale2) + shift2).to(dt)
+        return (x + gate2 * self.ffn(h)).to(dt)
 
 
 class AudioAdapter(nn.Module):
@@ -478,6 +490,10 @@ class CausalDiT(nn.Module):
         self.head = nn.Linear(d, patch_dim)
         self.rope = RoPE3D(cfg.head_dim, cfg.rope_theta)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.patch_embed.weight.dtype
+
     def audio_tokens(self, talk_features, listen_features, talk_gate, listen_gate):
         """Encoder features (B, history + F·fpl, L, Da) per branch and per-latent-frame gates
         (B, F) in [0, 1] → talk, listen tokens (B, F, A, D).
@@ -495,8 +511,8 @@ class CausalDiT(nn.Module):
 
     def time_modulation(self, t: torch.Tensor):
         """Timesteps t (B, F) in [0, 1000] → embedding e (B, F, D) and block modulation (B, F, 6, D)."""
-        e = self.time_embed(timestep_embedding(t, self.cfg.freq_dim).to(self.head.weight.dtype))
-        return e, self.time_mod(e).unflatten(-1, (6, -1))
+        e = in_fp32(self.time_embed, timestep_embedding(t, self.cfg.freq_dim))
+        return e, in_fp32(self.time_mod, e).unflatten(-1, (6, -1))
 
     def run_blocks(self, x, frame_mod, context: KVContext, text=None, talk=None, listen=None, audio=None):
         """x (B, F, N, D) through every block; audio = (tokens (B, F, A+1, D), global (B, F, D))
@@ -509,8 +525,9 @@ class CausalDiT(nn.Module):
 
     def output(self, x, e, h: int, w: int) -> torch.Tensor:
         """Hidden states (B, F, N, D) and time embedding e (B, F, D) → velocity (B, F, C, h, w)."""
-        shift, scale = (self.head_mod + e[:, :, None]).unsqueeze(2).unbind(3)  # (B, F, 1, D) each
-        return unpatchify(self.head(self.head_norm(x) * (1 + scale) + shift), h, w)
+        shift, scale = (self.head_mod.float() + e[:, :, None]).unsqueeze(2).unbind(3)  # (B, F, 1, D) each
+        out = in_fp32(self.head, self.head_norm(x) * (1 + scale) + shift)
+        return unpatchify(out, h, w).to(x.dtype)
 
     def forward(self, latents, sigma, talk, listen, context: KVContext) -> torch.Tensor:
         """Velocity for latents (B, F, C, H, W) at per-frame noise levels sigma (B, F).
@@ -530,15 +547,15 @@ class CausalDiT(nn.Module):
         pad = self.cfg.text_len - states.shape[1]
         if pad < 0:
             raise ValueError(f"prompt of {states.shape[1]} tokens is longer than text_len {self.cfg.text_len}")
-        return self.text_embed(F.pad(states, (0, 0, 0, pad)))
+        return self.text_embed(F.pad(states.to(self.dtype), (0, 0, 0, pad)))
 
     def sink_tokens(self, reference: torch.Tensor, motion: torch.Tensor):
         """The sink of one forward: the reference latent (B, C, H, W) then the FramePack
         motion tokens of motion latents (B, T, C, H, W) → tokens (B, 1, N + M, D) and their
         RoPE positions t, h, w (each (N + M,)); the reference sits at `reference_time`."""
         h, w = reference.shape[-2:]
-        ref = self.patch_embed(patchify(reference[:, None]))[:, 0]              # (B, N, D)
-        mot = self.motion_packer(motion)                                        # (B, M, D)
+        ref = self.patch_embed(patchify(reference[:, None].to(self.dtype)))[:, 0]   # (B, N, D)
+        mot = self.motion_packer(motion.to(self.dtype))                             # (B, M, D)
         kinds = torch.tensor([1] * ref.shape[1] + [2] * mot.shape[1], device=ref.device)
         x = torch.cat([ref, mot], 1) + self.token_kind(kinds)
         gh, gw = h // PATCH, w // PATCH
@@ -550,7 +567,7 @@ class CausalDiT(nn.Module):
 
     def noisy_tokens(self, latents: torch.Tensor, pose: torch.Tensor | None = None) -> torch.Tensor:
         """Noisy latents (B, F, C, H, W) and optional pose latents alike → tokens (B, F, N, D)."""
-        patches = patchify(latents)
-        pose_patches = patchify(pose) if pose is not None else torch.zeros_like(patches)
+        patches = patchify(latents.to(self.dtype))
+        pose_patches = patchify(pose.to(self.dtype)) if pose is not None else torch.zeros_like(patches)
         kind = self.token_kind(torch.zeros((), dtype=torch.long, device=latents.device))
         return self.patch_embed(patches) + self.pose_embed(pose_patches) + kind
