@@ -2,7 +2,14 @@
 
 Modules, one job each:
     model.py      the transformer (patchify, 3-D RoPE, per-frame adaLN, self-attention over
-                  a KV context, talk/listen audio cross-attention, audio adapter); presets
+                  a KV context, talk/listen audio cross-attention, audio adapter; Live
+                  Avatar's text cross-attention, speech encoder, audio injector, FramePack
+                  sink tokens); presets, incl. liveavatar-14b and liveavatar-tiny
+    wan_keys.py   Wan2.2-S2V-14B / Live Avatar checkpoint keys ↔ ours (strict=True)
+    lora.py       PEFT LoRA merge on load (Live Avatar: rank 128, alpha 64, 448 layers)
+    liveavatar.py Live Avatar's streaming path: sink prefill, ring, rolling RoPE, timestep
+                  forcing, flow-match Euler schedule, adaptive sink
+    liveavatar_tpp.py  its pipeline parallelism: 1..steps step ranks + a VAE rank
     positions.py  RoPE time positions per block: absolute, RAPR (cap D), rolling
     cache.py      sink + rolling-window KV cache of un-rotated keys; the streaming context
     sequence.py   the block-causal whole-sequence context (training; reference in tests)
@@ -13,7 +20,7 @@ Modules, one job each:
     audio.py      speech encoders (Whisper via CTranslate2, wav2vec2), incremental features,
                   talk/listen mask → gates
     sizing.py     parameters, KV bytes and FLOPs of any preset on the meta device
-    checkpoint.py safetensors checkpoints (weights + configs)
+    checkpoint.py safetensors checkpoints (weights + configs); load_liveavatar
     train.py      small-scale training on one clip (diffusion forcing, history corruption)
     synthetic.py  a synthetic talking clip for smoke training
     backend.py    the engine Backend: reset / render / flush over a checkpoint

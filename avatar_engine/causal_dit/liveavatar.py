@@ -20,10 +20,10 @@ causal_s2v_pipeline_tpp.py), on a `CausalDiT(preset("liveavatar-14b"))`.
   `relative_distance(block, step)` (injectable): by default a draw seeded by (seed, block,
   step), so any process layout (TPP) draws the same numbers.
 - Timestep forcing: step i of block n sees what earlier blocks wrote at step i; no clean
-  pass. Sampler: diffusers' FlowMatchEulerDiscreteScheduler(shift=3) — 4 steps give
-  t = [1000, 857.7, 602.2, 8.9] — re-implemented in `flow_match_schedule` (a dependency
-  for twelve lines of float arithmetic; the fixture test checks it against diffusers' own
-  numbers bit for bit).
+  pass. Sampler: diffusers' FlowMatchEulerDiscreteScheduler(shift=3) itself for the
+  schedule (4 steps: t = [1000, 857.7, 602.2, 8.9]); its Euler update is one stateless
+  line here (`euler_step`, the same fp32 arithmetic), because under TPP each rank runs
+  its own steps and the scheduler's step counter would have to be forged per call.
 - Adaptive sink: block 0's first clean latent frame becomes the reference; the sink is
   prefilled again before clip 1 (the reference does it at clip 1, also under TPP).
 """
@@ -33,7 +33,6 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 
 from .model import CausalDiT, SelfAttention, in_fp32
@@ -56,14 +55,13 @@ class LiveAvatarConfig:
 
 
 def flow_match_schedule(steps: int, shift: float, train_steps: int = 1000):
-    """diffusers FlowMatchEulerDiscreteScheduler(shift).set_timesteps(steps), same float ops:
-    timesteps (steps,) and sigmas (steps + 1,), float32, the last sigma 0."""
-    s_min = torch.tensor(1.0, dtype=torch.float32) / train_steps          # its table's last entry
-    sigma_min = (shift * s_min / (1 + (shift - 1) * s_min)).item()
-    t = np.linspace(1.0 * train_steps, sigma_min * train_steps, steps)   # float64, as numpy does
-    s = t / train_steps
-    sigmas = torch.from_numpy(shift * s / (1 + (shift - 1) * s)).to(torch.float32)
-    return sigmas * train_steps, torch.cat([sigmas, torch.zeros(1)])
+    """Timesteps (steps,) and sigmas (steps + 1,), float32, of the reference's sampler:
+    diffusers' FlowMatchEulerDiscreteScheduler(shift).set_timesteps(steps)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=train_steps, shift=shift)
+    scheduler.set_timesteps(steps)
+    return scheduler.timesteps.clone(), scheduler.sigmas.clone()
 
 
 def euler_step(x: torch.Tensor, velocity: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor):
