@@ -76,10 +76,10 @@ class SinkKV:
         self.kv, self.reference_tokens = kv, reference_tokens
         self.t, self.h, self.w = positions
 
-    def angles(self, rope, reference_time: int) -> torch.Tensor:
+    def rotation(self, rope, reference_time: int, device=None) -> torch.Tensor:
         t = self.t.clone().to(torch.float64)
         t[: self.reference_tokens] = reference_time
-        return rope.token_angles(t, self.h, self.w)
+        return rope.token_rotation(t, self.h, self.w, device)
 
     def nbytes(self) -> int:
         return sum(k.numel() * k.element_size() * 2 for k, _ in self.kv)
@@ -119,33 +119,33 @@ class RingKV:
 class SinkPrefill:
     """KVContext of the sink forward: its tokens attend to each other; K/V kept un-rotated."""
 
-    def __init__(self, angles: torch.Tensor):
-        self.angles, self.kv = angles, []
+    def __init__(self, rot: torch.Tensor):
+        self.rot, self.kv = rot, []
 
     def attend(self, layer: int, q, k, v, attn: SelfAttention) -> torch.Tensor:
         k, v = k.flatten(1, 2), v.flatten(1, 2)
         self.kv.append((k, v))
-        return attn.attend(q.flatten(1, 2), self.angles, k, v, self.angles).unflatten(1, q.shape[1:3])
+        return attn.attend(q.flatten(1, 2), self.rot, k, v, self.rot).unflatten(1, q.shape[1:3])
 
 
 class BlockContext:
     """KVContext of one denoising step: the block attends to [ring incl. itself | sink]."""
 
     def __init__(self, ring: RingKV, sink: SinkKV, block_frames: list[int], reference_time: int,
-                 rope, grid: tuple[int, int]):
+                 rope, grid: tuple[int, int], device=None):
         self.ring, self.sink = ring, sink
         self.slots = ring.assign(block_frames)
         self.filled = ring.filled()
         as_t = lambda frames: torch.tensor(frames, dtype=torch.float64)
-        self.q_angles = rope.angles(as_t(block_frames), *grid)
-        ring_angles = rope.angles(as_t([ring.slot_frame[s] for s in self.filled]), *grid)
-        self.k_angles = torch.cat([ring_angles, sink.angles(rope, reference_time)])
+        self.q_rot = rope.rotation(as_t(block_frames), *grid, device)
+        ring_rot = rope.rotation(as_t([ring.slot_frame[s] for s in self.filled]), *grid, device)
+        self.k_rot = torch.cat([ring_rot, sink.rotation(rope, reference_time, device)], dim=1)
 
     def attend(self, layer: int, q, k, v, attn: SelfAttention) -> torch.Tensor:
         self.ring.write(layer, self.slots, k, v)
         rk, rv = self.ring.k[layer][:, self.filled].flatten(1, 2), self.ring.v[layer][:, self.filled].flatten(1, 2)
         sk, sv = self.sink.kv[layer]
-        out = attn.attend(q.flatten(1, 2), self.q_angles, torch.cat([rk, sk], 1), torch.cat([rv, sv], 1), self.k_angles)
+        out = attn.attend(q.flatten(1, 2), self.q_rot, torch.cat([rk, sk], 1), torch.cat([rv, sv], 1), self.k_rot)
         return out.unflatten(1, q.shape[1:3])
 
 
@@ -179,7 +179,7 @@ class LiveAvatarStreamer:
     def prefill(self, reference: torch.Tensor) -> SinkKV:
         """The sink forward: reference + motion tokens at t = 0, no audio → its K/V."""
         x, pos = self.model.sink_tokens(reference, self.motion)
-        context = SinkPrefill(self.model.rope.token_angles(*pos))
+        context = SinkPrefill(self.model.rope.token_rotation(*pos, device=x.device))
         _, frame_mod = self.model.time_modulation(torch.zeros(x.shape[0], 1, device=x.device))
         self.model.run_blocks(x, frame_mod, context, text=self.text)        # output unused
         n_ref = (self.grid[0] // 2) * (self.grid[1] // 2)
@@ -197,7 +197,7 @@ class LiveAvatarStreamer:
         g = torch.Generator().manual_seed(cfg.seed + clip)
         noise = torch.randn(c, cfg.window_frames, *self.grid, generator=g, dtype=dtype or self.model.dtype)
         f = cfg.frames_per_block
-        return noise[:, pos * f:(pos + 1) * f].transpose(0, 1)[None]
+        return noise[:, pos * f:(pos + 1) * f].transpose(0, 1)[None].to(self.model.patch_embed.weight.device)
 
     def audio(self, features: torch.Tensor):
         """One block's wav2vec2 hidden states (B, 4·F, L, Da) → (tokens, global) for the injector."""
@@ -214,7 +214,7 @@ class LiveAvatarStreamer:
         model, frames = self.model, self.block_frames(block)
         rd = self.relative_distance(block, step) if rd is None else rd
         reference_time = max(model.cfg.reference_time, frames[0] + rd)
-        context = BlockContext(self.rings[step], self.sink, frames, reference_time, model.rope, self.grid)
+        context = BlockContext(self.rings[step], self.sink, frames, reference_time, model.rope, self.grid, x.device)
         t = self.timesteps[step].to(x.device).expand(x.shape[0], x.shape[1])
         e, frame_mod = model.time_modulation(t)
         h = model.run_blocks(model.noisy_tokens(x), frame_mod, context, text=self.text, audio=audio)

@@ -53,13 +53,13 @@ def run_liveavatar_pipeline(streamer: LiveAvatarStreamer, reference, motion, pro
     results, decode_cache, new_reference = [], ConvCache(), None
     for phase, (lo, hi) in enumerate(phases):
         if phase == 1:
-            ref = new_reference if rank == holder else torch.empty((b, c, h, w), dtype=reference.dtype)
+            ref = new_reference if rank == holder else torch.empty((b, c, h, w), dtype=reference.dtype, device=reference.device)
             dist.broadcast(ref, src=holder)
             if mine:
                 streamer.adopt_reference(ref)
         if is_vae:
             for n in range(lo, hi):
-                x0 = torch.empty(x_shape, dtype=reference.dtype)
+                x0 = torch.empty(x_shape, dtype=reference.dtype, device=reference.device)
                 dist.recv(x0, src=step_owner(last, step_ranks), tag=cfg.steps)
                 if n == 0:
                     new_reference = x0[:, 0].clone()
@@ -77,7 +77,7 @@ def run_liveavatar_pipeline(streamer: LiveAvatarStreamer, reference, motion, pro
                 elif step_owner(i - 1, step_ranks) == rank:
                     x = local.pop((n, i))
                 else:
-                    x = torch.empty(x_shape, dtype=reference.dtype)
+                    x = torch.empty(x_shape, dtype=reference.dtype, device=reference.device)
                     dist.recv(x, src=step_owner(i - 1, step_ranks), tag=i)
                 with torch.no_grad():
                     x, _ = streamer.denoise_step(i, n, x, streamer.audio(block_features(n)))

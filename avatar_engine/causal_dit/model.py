@@ -144,46 +144,44 @@ def unpatchify(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 class RoPE3D(nn.Module):
-    """Rotary angles for (time, height, width), splitting head_dim like Wan (44/42/42 of 128).
+    """Rotary embedding for (time, height, width), splitting head_dim like Wan (44/42/42 of 128).
 
-    Angles are computed in float64 (as Wan's tables) so a table never depends on the
-    model's dtype; `apply_rope` turns them into cos/sin.
+    A rotation is a tensor (2, L, head_dim/2): cos and sin of each token's angles. Angles
+    are computed in float64 as Wan's tables; half_table rounds cos/sin to fp16 exactly as
+    Wan stores its complex-half table (the published weights were trained and run with it).
     """
 
-    def __init__(self, head_dim: int, theta: float):
+    def __init__(self, head_dim: int, theta: float, half_table: bool = False):
         super().__init__()
         space = 2 * (head_dim // 6)
         self.split = (head_dim - 2 * space, space, space)
-        self.theta = theta
+        self.theta, self.half_table = theta, half_table
 
-    def token_angles(self, t: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Angles (L, head_dim/2) of L tokens at positions t, h, w (each (L,))."""
-        parts = []
+    def token_rotation(self, t: torch.Tensor, h: torch.Tensor, w: torch.Tensor, device=None) -> torch.Tensor:
+        """Rotation (2, L, head_dim/2) of L tokens at positions t, h, w (each (L,))."""
+        angles = []
         for pos, d in zip((t, h, w), self.split):
-            inv = 1.0 / torch.pow(self.theta, torch.arange(0, d, 2, dtype=torch.float64, device=pos.device) / d)
-            parts.append(pos.to(torch.float64)[:, None] * inv)
-        return torch.cat(parts, dim=-1)
+            inv = 1.0 / torch.pow(self.theta, torch.arange(0, d, 2, dtype=torch.float64) / d)
+            angles.append(pos.cpu().to(torch.float64)[:, None] * inv)
+        angles = torch.cat(angles, dim=-1)
+        rot = torch.polar(torch.ones_like(angles), angles)                 # complex128
+        with warnings.catch_warnings():   # complex-half is "experimental" but exact for a cast
+            warnings.simplefilter("ignore", UserWarning)
+            rot = rot.to(torch.complex32 if self.half_table else torch.complex64)
+        return torch.stack([rot.real, rot.imag]).float().to(device)
 
-    def angles(self, time_positions: torch.Tensor, latent_h: int, latent_w: int) -> torch.Tensor:
-        """Angles (F·N, head_dim/2) for frames at `time_positions` (F,) of a latent_h × latent_w
+    def rotation(self, time_positions: torch.Tensor, latent_h: int, latent_w: int, device=None) -> torch.Tensor:
+        """Rotation (2, F·N, head_dim/2) for frames at `time_positions` (F,) of a latent_h × latent_w
         latent, whose tokens are its 2×2 patches, row-major."""
-        f64 = dict(dtype=torch.float64, device=time_positions.device)
-        t, h, w = torch.meshgrid(time_positions.to(torch.float64), torch.arange(latent_h // PATCH, **f64),
+        f64 = dict(dtype=torch.float64)
+        t, h, w = torch.meshgrid(time_positions.cpu().to(torch.float64), torch.arange(latent_h // PATCH, **f64),
                                  torch.arange(latent_w // PATCH, **f64), indexing="ij")
-        return self.token_angles(t.flatten(), h.flatten(), w.flatten())
+        return self.token_rotation(t.flatten(), h.flatten(), w.flatten(), device)
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor, half_table: bool = False) -> torch.Tensor:
-    """Rotate consecutive pairs of x (B, heads, L, hd) by angles (L, hd/2), in fp32.
-
-    half_table: cos/sin rounded to fp16 first, exactly as Wan stores its complex-half table
-    (the published weights were trained and run with it).
-    """
-    rot = torch.polar(torch.ones_like(angles), angles)                  # complex128
-    with warnings.catch_warnings():   # complex-half is "experimental" but exact for a cast
-        warnings.simplefilter("ignore", UserWarning)
-        rot = rot.to(torch.complex32 if half_table else torch.complex64)
-    cos, sin = rot.real.float().to(x.device), rot.imag.float().to(x.device)
+def apply_rope(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive pairs of x (B, heads, L, hd) by a rotation (2, L, hd/2), in fp32."""
+    cos, sin = rot.to(x.device).unbind(0)
     xf = x.float().unflatten(-1, (-1, 2))          # (B, heads, L, hd/2, 2)
     x1, x2 = xf[..., 0], xf[..., 1]
     out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
@@ -227,7 +225,7 @@ def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 class SelfAttention(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
-        self.heads, self.half_table = cfg.heads, cfg.rope_half_table
+        self.heads = cfg.heads
         self.q, self.k, self.v, self.o = (nn.Linear(cfg.dim, cfg.dim) for _ in range(4))
         self.norm_q, self.norm_k = RMSNorm(cfg.dim, cfg.eps), RMSNorm(cfg.dim, cfg.eps)
 
@@ -235,13 +233,11 @@ class SelfAttention(nn.Module):
         """x (B, F, N, D) → q, k, v (B, F, N, D); q and k normalised, not rotated."""
         return self.norm_q(self.q(x)), self.norm_k(self.k(x)), self.v(x)
 
-    def rotate(self, x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-        """x (B, L, D) → rotated heads (B, heads, L, hd)."""
-        return apply_rope(split_heads(x, self.heads), angles, self.half_table)
-
-    def attend(self, q, q_angles, k, v, k_angles) -> torch.Tensor:
-        """q (B, Lq, D) attends to k, v (B, Lk, D), both rotated here: → (B, Lq, D)."""
-        return self.attend_rotated(self.rotate(q, q_angles), self.rotate(k, k_angles), split_heads(v, self.heads))
+    def attend(self, q, q_rot, k, v, k_rot) -> torch.Tensor:
+        """q (B, Lq, D) attends to k, v (B, Lk, D), rotated here by q_rot / k_rot: → (B, Lq, D)."""
+        qh = apply_rope(split_heads(q, self.heads), q_rot)
+        kh = apply_rope(split_heads(k, self.heads), k_rot)
+        return self.attend_rotated(qh, kh, split_heads(v, self.heads))
 
     def attend_rotated(self, qh, kh, vh) -> torch.Tensor:
         """Heads already rotated: qh (B, heads, Lq, hd), kh, vh (B, heads, Lk, hd) → (B, Lq, D)."""
@@ -488,7 +484,7 @@ class CausalDiT(nn.Module):
         self.head_norm = nn.LayerNorm(d, eps=cfg.eps, elementwise_affine=False)
         self.head_mod = nn.Parameter(torch.randn(2, d) / d ** 0.5)
         self.head = nn.Linear(d, patch_dim)
-        self.rope = RoPE3D(cfg.head_dim, cfg.rope_theta)
+        self.rope = RoPE3D(cfg.head_dim, cfg.rope_theta, cfg.rope_half_table)
 
     @property
     def dtype(self) -> torch.dtype:
