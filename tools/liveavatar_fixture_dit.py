@@ -110,6 +110,8 @@ def randomise(model: torch.nn.Module, g: torch.Generator):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkout", type=Path, help="a LiveAvatar checkout (the folder holding liveavatar/)")
+    p.add_argument("--latent", type=int, nargs=2, default=(LATENT_H, LATENT_W), metavar=("H", "W"),
+                   help="latent height and width (the committed fixture: 16 8)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/fixtures/liveavatar/dit")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -137,7 +139,7 @@ def main(argv=None):
         merged = {k: v.detach().clone() for k, v in model.state_dict().items()
                   if not torch.equal(v, base[k])}
 
-        c, h, w, d = 16, LATENT_H, LATENT_W, TINY["dim"]
+        (h, w), c, d = args.latent, 16, TINY["dim"]
         heads, hd = TINY["num_heads"], d // TINY["num_heads"]
         frame_tokens = (h // 2) * (w // 2)
         case = {

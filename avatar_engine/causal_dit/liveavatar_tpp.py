@@ -14,28 +14,39 @@ from the pipeline first (one bubble per stream, as the reference's blocking broa
 
 Same seeds (noise per clip, rd per block and step), same per-step caches, same arithmetic:
 the latents and frames equal one process running every step.
+
+Throughput under torchrun (inputs random; weights random unless --checkpoint; NCCL on GPUs,
+gloo on CPU), e.g. 4 step ranks + a VAE rank at 720×400:
+
+    torchrun --nproc-per-node 5 -m avatar_engine.causal_dit.liveavatar_tpp \
+        --checkpoint ckpt/Wan2.2-S2V-14B --lora ckpt/LiveAvatar/liveavatar.safetensors --vae-rank
 """
 from __future__ import annotations
+
+import argparse
+import os
+import time
 
 import torch
 import torch.distributed as dist
 
-from .liveavatar import LiveAvatarStreamer
+from .liveavatar import LiveAvatarConfig, LiveAvatarStreamer
 from .tpp import step_owner
-from .vae import ConvCache
+from .vae import ConvCache, StreamingVAE, VAEConfig
 
 
-def run_liveavatar_pipeline(streamer: LiveAvatarStreamer, reference, motion, prompt_states, block_features,
-                            n_blocks: int, vae=None):
+def run_liveavatar_pipeline(streamer: LiveAvatarStreamer | None, reference, motion, prompt_states, block_features,
+                            n_blocks: int, vae=None, stream_cfg: LiveAvatarConfig | None = None):
     """This rank's share of generating `n_blocks` blocks.
 
     reference (B, C, H, W), motion (B, T, C, H, W), prompt_states (B, S, Dt): the session's
     inputs, on every rank. block_features(n) → wav2vec2 states (B, 4·F, L, Da) of block n.
     With `vae` (decode(latents, cache)), the last rank only decodes. Returns the clean
     latents (B, F, C, H, W) per block on the last step's owner when there is no VAE rank,
-    the decoded video per block on the VAE rank, else [].
+    the decoded video per block on the VAE rank, else []. The VAE rank needs no model:
+    it may pass streamer None and the stream's config as stream_cfg.
     """
-    cfg = streamer.cfg
+    cfg = streamer.cfg if streamer is not None else stream_cfg
     rank, world = dist.get_rank(), dist.get_world_size()
     step_ranks = world - 1 if vae is not None else world
     if not 1 <= step_ranks <= cfg.steps:
@@ -98,3 +109,69 @@ def run_liveavatar_pipeline(streamer: LiveAvatarStreamer, reference, motion, pro
         for request, _ in pending:
             request.wait()
     return results
+
+
+def main(argv=None):
+    """Live Avatar TPP throughput under torchrun (random inputs: a timing tool, not an avatar)."""
+    from .checkpoint import load_liveavatar
+    from .model import CausalDiT, preset
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--checkpoint", help="a Wan2.2-S2V-14B directory; without it, random weights of --preset")
+    p.add_argument("--lora", help="liveavatar.safetensors, merged on load")
+    p.add_argument("--preset", default="liveavatar-14b")
+    p.add_argument("--height", type=int, default=720, help="video height in pixels")
+    p.add_argument("--width", type=int, default=400, help="video width in pixels")
+    p.add_argument("--blocks", type=int, default=8, help="blocks of 12 video frames")
+    p.add_argument("--vae-rank", action="store_true",
+                   help="the last rank decodes (a small stand-in decoder here; the Wan VAE in the app)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per rank")
+    args = p.parse_args(argv)
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    torch.set_num_threads(args.threads)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    is_vae = args.vae_rank and rank == world - 1
+    cfg = preset(args.preset)
+    model = None
+    if not is_vae:
+        if args.checkpoint:
+            model = load_liveavatar(args.checkpoint, args.lora, device=device, dtype=dtype)
+            cfg = model.cfg
+        else:
+            torch.manual_seed(0)
+            default = torch.get_default_dtype()
+            torch.set_default_dtype(dtype)
+            with torch.device(device):
+                model = CausalDiT(cfg).eval()
+            torch.set_default_dtype(default)
+    g = torch.Generator().manual_seed(1)
+    h, w = args.height // cfg.vae_stride, args.width // cfg.vae_stride
+    rand = lambda *shape: torch.randn(*shape, generator=g).to(device, dtype)
+    inputs = (rand(1, cfg.latent_channels, h, w), rand(1, cfg.motion_latents, cfg.latent_channels, h, w),
+              rand(1, 32, cfg.text_dim))
+    features = rand(1, 12, cfg.audio_layers, cfg.audio_dim)
+    vae = StreamingVAE(VAEConfig(latent_channels=cfg.latent_channels)).to(device, dtype).eval() if args.vae_rank else None
+    streamer = LiveAvatarStreamer(model, LiveAvatarConfig()) if model is not None else None
+    dist.barrier()
+    start = time.perf_counter()
+    run_liveavatar_pipeline(streamer, *inputs, lambda n: features, args.blocks, vae, LiveAvatarConfig())
+    if cuda:
+        torch.cuda.synchronize()
+    dist.barrier()
+    elapsed = time.perf_counter() - start
+    if rank == world - 1:
+        print(f"liveavatar tpp ranks={world} vae_rank={args.vae_rank} preset={cfg.name} {args.height}x{args.width} "
+              f"blocks={args.blocks} ms_per_block={1000 * elapsed / args.blocks:.1f} "
+              f"fps={12 * args.blocks / elapsed:.2f} (incl. sink prefill and pipeline fill)", flush=True)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
