@@ -19,7 +19,11 @@ run there with these edits only (each must match exactly once):
   input of the sink forward made the model width;
 - the bf16 cast of norm3's input dropped (a no-op in the bf16 model; here it would only
   round an fp32 comparison);
-- `random.randint` (the rolling-RoPE distance) fed from a recorded sequence.
+- `random.randint` (the rolling-RoPE distance) fed from a recorded sequence;
+- umT5 (t5.py): the CUDA default device evaluated at import made 'cpu'; `ftfy` (imported by
+  the tokenizer module, unused here) stubbed.
+It also writes t5.safetensors: a tiny Wan T5Encoder (umT5 structure) with random weights,
+token ids and its states, as Wan's T5EncoderModel computes them (padded with a mask, trimmed).
 Needs diffusers, einops and peft importable (e.g. `pip install --target DIR ...` and
 PYTHONPATH=DIR); none of them is a project requirement.
 """
@@ -51,6 +55,9 @@ LORA_RANK, LORA_ALPHA = 4, 2.0
 LORA_TARGETS = ["q", "k", "v", "o", "ffn.0", "ffn.2"]
 
 EDITS = {   # file → [(old, new)], each old must occur exactly once
+    "liveavatar/models/wan/wan_2_2/modules/t5.py": [
+        ("device=torch.cuda.current_device(),", "device='cpu',"),      # evaluated at import
+    ],
     "liveavatar/models/wan/causal_model_s2v.py": [
         ('dim=1).to("cuda")', "dim=1)"),
         ("torch.zeros([1,5120,nf,height//2,width//2])", "torch.zeros([1,self.dim,nf,height//2,width//2])"),
@@ -90,6 +97,29 @@ def import_reference(checkout: Path, workdir: Path):
             if hasattr(module, name):
                 setattr(module, name, sdpa)
     return causal
+
+
+T5_TINY = dict(vocab=100, dim=32, dim_attn=32, dim_ffn=48, num_heads=4, num_layers=2, num_buckets=32,
+               shared_pos=False, dropout=0.0)
+T5_TOKENS, T5_PADDED = 21, 40
+
+
+def t5_case(g: torch.Generator) -> dict[str, torch.Tensor]:
+    import types
+
+    sys.modules.setdefault("ftfy", types.ModuleType("ftfy"))
+    from liveavatar.models.wan.wan_2_2.modules.t5 import T5Encoder
+
+    encoder = T5Encoder(**T5_TINY).eval()
+    randomise(encoder, g)
+    ids = torch.randint(1, T5_TINY["vocab"], (1, T5_PADDED), generator=g)
+    mask = torch.zeros(1, T5_PADDED, dtype=torch.long)
+    mask[:, :T5_TOKENS] = 1
+    ids = ids * mask                                  # padding id 0, as the tokenizer pads
+    with torch.no_grad():
+        states = encoder(ids, mask)[0, :T5_TOKENS]    # T5EncoderModel.__call__ keeps u[:seq_len]
+    weights = {f"weight.{k}": v.detach().clone().contiguous() for k, v in encoder.state_dict().items()}
+    return weights | {"ids": ids[0, :T5_TOKENS].clone(), "states": states.clone()}
 
 
 def randomise(model: torch.nn.Module, g: torch.Generator):
@@ -208,7 +238,9 @@ def main(argv=None):
                         case["audio_global.block0"] = tokens_global[:, MOTION_LATENTS:].clone()
                 if r == 0:
                     ref = clip[None, :, :1].clone()       # adaptive sink: block 0's first frame
+        t5 = t5_case(g)
     args.out.mkdir(parents=True, exist_ok=True)
+    save_file(t5, str(args.out / "t5.safetensors"), metadata={"t5_config": json.dumps(T5_TINY)})
     meta = {"reference_config": json.dumps(TINY), "clips": str(CLIPS), "blocks_per_clip": str(BLOCKS_PER_CLIP),
             "lora_rank": str(LORA_RANK), "lora_alpha": str(LORA_ALPHA), "seed": str(SEED)}
     save_file(base, str(args.out / "reference_weights.safetensors"), metadata=meta)
