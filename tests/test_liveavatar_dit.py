@@ -184,3 +184,20 @@ def test_bf16_model_streams_close_to_the_fp32_reference(model, case):
 
     run_stream(half, tensors, 2, record)
     assert len(worst) == 8 and max(worst) < 0.03, worst
+
+
+def test_stream_state_is_bounded(model):
+    """One sink and a one-clip ring per step, allocated once: the bytes held never grow."""
+    streamer = LiveAvatarStreamer(model, LiveAvatarConfig())
+    g = torch.Generator().manual_seed(0)
+    streamer.reset(torch.randn(1, 16, 16, 8, generator=g), torch.randn(1, 19, 16, 16, 8, generator=g),
+                   torch.randn(1, 3, 16, generator=g))
+    held = []
+    with torch.no_grad():
+        for n in range(14):
+            streamer.generate_block(n, streamer.audio(torch.randn(1, 12, 25, 16, generator=g)))
+            held.append(streamer.cache_bytes())
+    layers, dim, frame_tokens, sink_tokens = 3, 32, 32, 32 + 48     # reference + FramePack tokens
+    ring = 12 * frame_tokens * dim * 4 * 2 * layers                  # one clip of K and V, fp32
+    assert held == [sink_tokens * dim * 4 * 2 * layers + 4 * ring] * 14
+    assert all(ring.slot_frame == list(range(36, 42)) + list(range(30, 36)) for ring in streamer.rings.values())

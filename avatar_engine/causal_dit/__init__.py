@@ -10,6 +10,8 @@ Modules, one job each:
     liveavatar.py Live Avatar's streaming path: sink prefill, ring, rolling RoPE, timestep
                   forcing, flow-match Euler schedule, adaptive sink
     liveavatar_tpp.py  its pipeline parallelism: 1..steps step ranks + a VAE rank
+    text_encoder.py    Wan's umT5-XXL via transformers, run once per persona
+    prompt_cache.py    umT5 prompt states on disk, so no text encoder stays resident
     positions.py  RoPE time positions per block: absolute, RAPR (cap D), rolling
     cache.py      sink + rolling-window KV cache of un-rotated keys; the streaming context
     sequence.py   the block-causal whole-sequence context (training; reference in tests)

@@ -26,6 +26,9 @@ causal_s2v_pipeline_tpp.py), on a `CausalDiT(preset("liveavatar-14b"))`.
   its own steps and the scheduler's step counter would have to be forged per call.
 - Adaptive sink: block 0's first clean latent frame becomes the reference; the sink is
   prefilled again before clip 1 (the reference does it at clip 1, also under TPP).
+- Audio: Live Avatar has talk audio only (no StreamAvatar talk/listen branches); while
+  the avatar listens, feed the features of silence.
+State is bounded: one sink and, per step, a ring of one clip, allocated once.
 """
 from __future__ import annotations
 
@@ -143,7 +146,10 @@ class BlockContext:
 
     def attend(self, layer: int, q, k, v, attn: SelfAttention) -> torch.Tensor:
         self.ring.write(layer, self.slots, k, v)
-        rk, rv = self.ring.k[layer][:, self.filled].flatten(1, 2), self.ring.v[layer][:, self.filled].flatten(1, 2)
+        rk, rv = self.ring.k[layer], self.ring.v[layer]
+        if len(self.filled) < self.ring.frames:          # before the ring first wraps
+            rk, rv = rk[:, self.filled], rv[:, self.filled]
+        rk, rv = rk.flatten(1, 2), rv.flatten(1, 2)
         sk, sv = self.sink.kv[layer]
         out = attn.attend(q.flatten(1, 2), self.q_rot, torch.cat([rk, sk], 1), torch.cat([rv, sv], 1), self.k_rot)
         return out.unflatten(1, q.shape[1:3])
