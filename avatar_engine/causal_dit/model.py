@@ -84,12 +84,12 @@ class DiTConfig:
         return self.dim // self.heads
 
 
-# Sizes. The two large presets carry the transformer dimensions of the papers' bases
-# (Wan2.2 configs: TI2V-5B dim 3072 / ffn 14336 / 24 heads / 30 layers on the 48-channel
-# 16× VAE; S2V-14B dim 5120 / ffn 13824 / 40 heads / 40 layers on the 16-channel 8× VAE,
-# with wav2vec2-large-xlsr audio: 1024 wide, 25 hidden states). Assumption: the text
-# cross-attention of Wan is replaced by the talk/listen audio cross-attentions, so the
-# parameter counts differ from the released checkpoints by that module and the adapter.
+# Sizes. "wan2.2-ti2v-5b" and "wan2.2-s2v-14b" are StreamAvatar-style models (talk/listen
+# branches instead of text) with the transformer dimensions of the papers' bases (Wan2.2
+# configs: TI2V-5B dim 3072 / ffn 14336 / 24 heads / 30 layers on the 48-channel 16× VAE;
+# S2V-14B dim 5120 / ffn 13824 / 40 heads / 40 layers on the 16-channel 8× VAE, with
+# wav2vec2-large-xlsr audio: 1024 wide, 25 hidden states); no released weights fit them.
+# "liveavatar-14b" is the released Live Avatar model itself: 1,260 tensors, 16.30 B.
 PRESETS = {
     "tiny": DiTConfig("tiny", latent_channels=8, dim=64, ffn_dim=128, heads=4, layers=2,
                       audio_dim=384, audio_layers=1, audio_hidden=32, audio_tokens=2, freq_dim=32),
