@@ -33,10 +33,9 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, replace
-
-import numpy as np
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -161,8 +160,8 @@ class RoPE3D(nn.Module):
         """Rotation (2, L, head_dim/2) of L tokens at positions t, h, w (each (L,))."""
         angles = []
         for pos, d in zip((t, h, w), self.split):
-            inv = 1.0 / torch.pow(self.theta, torch.arange(0, d, 2, dtype=torch.float64) / d)
-            angles.append(pos.cpu().to(torch.float64)[:, None] * inv)
+            inv = 1.0 / torch.pow(self.theta, torch.arange(0, d, 2, dtype=torch.float64, device=pos.device) / d)
+            angles.append(pos.to(torch.float64)[:, None] * inv)
         angles = torch.cat(angles, dim=-1)
         rot = torch.polar(torch.ones_like(angles), angles)                 # complex128
         with warnings.catch_warnings():   # complex-half is "experimental" but exact for a cast
@@ -173,8 +172,8 @@ class RoPE3D(nn.Module):
     def rotation(self, time_positions: torch.Tensor, latent_h: int, latent_w: int, device=None) -> torch.Tensor:
         """Rotation (2, F·N, head_dim/2) for frames at `time_positions` (F,) of a latent_h × latent_w
         latent, whose tokens are its 2×2 patches, row-major."""
-        f64 = dict(dtype=torch.float64)
-        t, h, w = torch.meshgrid(time_positions.cpu().to(torch.float64), torch.arange(latent_h // PATCH, **f64),
+        f64 = dict(dtype=torch.float64, device=time_positions.device)
+        t, h, w = torch.meshgrid(time_positions.to(torch.float64), torch.arange(latent_h // PATCH, **f64),
                                  torch.arange(latent_w // PATCH, **f64), indexing="ij")
         return self.token_rotation(t.flatten(), h.flatten(), w.flatten(), device)
 
