@@ -201,3 +201,20 @@ def test_stream_state_is_bounded(model):
     ring = 12 * frame_tokens * dim * 4 * 2 * layers                  # one clip of K and V, fp32
     assert held == [sink_tokens * dim * 4 * 2 * layers + 4 * ring] * 14
     assert all(ring.slot_frame == list(range(36, 42)) + list(range(30, 36)) for ring in streamer.rings.values())
+
+
+def test_full_size_streams_at_720x400_on_meta():
+    """The full liveavatar-14b model streams a 720×400 block (latent 90×50, not a multiple of
+    8) on the meta device: every shape fits, and the per-step cache is one clip."""
+    cfg = preset("liveavatar-14b")
+    with torch.device("meta"):
+        model = CausalDiT(cfg).to(torch.bfloat16)
+        streamer = LiveAvatarStreamer(model, LiveAvatarConfig())
+        streamer.reset(torch.empty(1, 16, 90, 50), torch.empty(1, 19, 16, 90, 50), torch.empty(1, 20, 4096))
+        audio = streamer.audio(torch.empty(1, 12, 25, 1024))
+        x, v = streamer.denoise_step(0, 0, streamer.clip_noise(0), audio)
+    assert x.shape == v.shape == (1, 3, 16, 90, 50) and v.dtype == torch.bfloat16
+    assert audio[0].shape == (1, 3, 5, 5120) and audio[1].shape == (1, 3, 5120)
+    sink_tokens = 45 * 25 + 45 * 25 + 22 * 12 + 4 * 11 * 6       # reference + FramePack 1×, 2×, 4×
+    assert streamer.sink.kv[0][0].shape == (1, sink_tokens, 5120) and sink_tokens <= 3000  # the reference's cond cache
+    assert streamer.rings[0].k[0].shape == (1, 12, 45 * 25, 5120)

@@ -553,9 +553,9 @@ class CausalDiT(nn.Module):
         mot = self.motion_packer(motion.to(self.dtype))                             # (B, M, D)
         kinds = torch.tensor([1] * ref.shape[1] + [2] * mot.shape[1], device=ref.device)
         x = torch.cat([ref, mot], 1) + self.token_kind(kinds)
-        gh, gw = h // PATCH, w // PATCH
-        rt = torch.full((gh * gw,), self.cfg.reference_time)
-        rh, rw = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+        gh, gw = h // PATCH, w // PATCH                  # positions: small CPU index tensors
+        rt = torch.full((gh * gw,), self.cfg.reference_time, device="cpu")
+        rh, rw = torch.meshgrid(torch.arange(gh, device="cpu"), torch.arange(gw, device="cpu"), indexing="ij")
         mt, mh, mw = MotionPacker.positions(h, w)
         pos = [torch.cat([a, b.to(a.dtype)]) for a, b in zip((rt, rh.flatten(), rw.flatten()), (mt, mh, mw))]
         return x[:, None], pos
