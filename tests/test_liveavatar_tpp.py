@@ -17,7 +17,7 @@ from avatar_engine.causal_dit.vae import ConvCache, StreamingVAE, VAEConfig
 from avatar_engine.causal_dit.wan_keys import convert_state_dict
 
 FIXTURE = Path(__file__).parent / "fixtures" / "liveavatar" / "dit"
-N_BLOCKS = 6                      # clip 0 (blocks 0-3), then the adaptive sink, then clip 1
+N_BLOCKS = 5                      # clip 0 (blocks 0-3), the adaptive sink, block 4 of clip 1
 CFG = LiveAvatarConfig(seed=7)
 
 
@@ -94,7 +94,7 @@ def test_any_step_rank_count_gives_the_same_latents(one_process, tmp_path, world
 
 
 def test_the_adaptive_sink_changes_clip_1(one_process):
-    """The swap is real: without it blocks 4-5 differ (and blocks 0-3 do not)."""
+    """The swap is real: without it block 4 differs (and blocks 0-3 do not)."""
     latents, _ = one_process
     model, _, inputs = build()
     streamer = LiveAvatarStreamer(model, LiveAvatarConfig(seed=7, adaptive_sink=False))
