@@ -14,7 +14,8 @@ causal_s2v_pipeline_tpp.py), on a `CausalDiT(preset("liveavatar-14b"))`.
   once; its keys are kept un-rotated and rotated per call (`SinkKV`). One sink serves
   every step's cache (same inputs, same K/V).
 - Ring: one clip (12 latent frames) of K/V per denoising step, written at
-  frame % 12 (`RingKV`); a block attends to [ring (itself and the 9 frames before) | sink].
+  frame % 12 (`RingKV`), keys rotated once at their absolute frame as the reference does;
+  a block attends to [ring (itself and the 9 frames before) | sink].
 - Rolling RoPE: noisy frames at their absolute latent index; the reference at
   max(30, first frame + rd), rd drawn in 4..30 on every call, motion fixed. rd comes from
   `relative_distance(block, step)` (injectable): by default a draw seeded by (seed, block,
@@ -38,7 +39,7 @@ from typing import Callable
 
 import torch
 
-from .model import CausalDiT, SelfAttention, in_fp32
+from .model import CausalDiT, SelfAttention, apply_rope, in_fp32, split_heads
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ class SinkKV:
 
 
 class RingKV:
-    """One step's ring buffer: per layer K/V of `frames` latent frames, slot = frame % frames."""
+    """One step's ring buffer: per layer K/V of `frames` latent frames, slot = frame % frames;
+    keys stored rotated at their absolute frame."""
 
     def __init__(self, layers: int, frames: int):
         self.layers, self.frames = layers, frames
@@ -132,27 +134,33 @@ class SinkPrefill:
 
 
 class BlockContext:
-    """KVContext of one denoising step: the block attends to [ring incl. itself | sink]."""
+    """KVContext of one denoising step: the block attends to [ring incl. itself | sink].
+
+    Ring keys are rotated once, when written (as the reference: a ring frame's absolute
+    position never changes); the sink's keys are rotated per call (the reference moves)."""
 
     def __init__(self, ring: RingKV, sink: SinkKV, block_frames: list[int], reference_time: int,
                  rope, grid: tuple[int, int], device=None):
         self.ring, self.sink = ring, sink
         self.slots = ring.assign(block_frames)
         self.filled = ring.filled()
-        as_t = lambda frames: torch.tensor(frames, dtype=torch.float64)
-        self.q_rot = rope.rotation(as_t(block_frames), *grid, device)
-        ring_rot = rope.rotation(as_t([ring.slot_frame[s] for s in self.filled]), *grid, device)
-        self.k_rot = torch.cat([ring_rot, sink.rotation(rope, reference_time, device)], dim=1)
+        self.rot = rope.rotation(torch.tensor(block_frames, dtype=torch.float64), *grid, device)
+        self.sink_rot = sink.rotation(rope, reference_time, device)
 
     def attend(self, layer: int, q, k, v, attn: SelfAttention) -> torch.Tensor:
-        self.ring.write(layer, self.slots, k, v)
+        b, f, n, _ = q.shape
+        heads = lambda t: split_heads(t, attn.heads)                           # (B, L, D) → (B, h, L, hd)
+        merge = lambda t: t.transpose(1, 2).flatten(-2)                         # (B, h, L, hd) → (B, L, D)
+        qh = apply_rope(heads(q.flatten(1, 2)), self.rot)
+        k_rotated = merge(apply_rope(heads(k.flatten(1, 2)), self.rot)).unflatten(1, (f, n))
+        self.ring.write(layer, self.slots, k_rotated, v)
         rk, rv = self.ring.k[layer], self.ring.v[layer]
         if len(self.filled) < self.ring.frames:          # before the ring first wraps
             rk, rv = rk[:, self.filled], rv[:, self.filled]
-        rk, rv = rk.flatten(1, 2), rv.flatten(1, 2)
         sk, sv = self.sink.kv[layer]
-        out = attn.attend(q.flatten(1, 2), self.q_rot, torch.cat([rk, sk], 1), torch.cat([rv, sv], 1), self.k_rot)
-        return out.unflatten(1, q.shape[1:3])
+        kh = torch.cat([heads(rk.flatten(1, 2)), apply_rope(heads(sk), self.sink_rot)], dim=2)
+        vh = heads(torch.cat([rv.flatten(1, 2), sv], 1))
+        return attn.attend_rotated(qh, kh, vh).unflatten(1, (f, n))
 
 
 class LiveAvatarStreamer:
