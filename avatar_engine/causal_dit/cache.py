@@ -61,8 +61,8 @@ class CacheContext:
         self.cache = cache
         self.sink_pos, self.window_pos, self.block_pos = time_positions(
             scheme, cache.sink_frames, cache.window_frames, block, cache.window)
-        self.q_angles = rope.angles(self.block_pos, *grid)
-        self.k_angles = rope.angles(torch.cat([self.sink_pos, self.window_pos, self.block_pos]), *grid)
+        self.q_rot = rope.rotation(self.block_pos, *grid)
+        self.k_rot = rope.rotation(torch.cat([self.sink_pos, self.window_pos, self.block_pos]), *grid)
         self.new_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def attend(self, layer: int, q, k, v, attn: SelfAttention) -> torch.Tensor:
@@ -71,5 +71,5 @@ class CacheContext:
         if self.cache.sink_frames or self.cache.window_frames:
             ck, cv = self.cache.layer_kv(layer)
             k, v = torch.cat([ck, k], 1), torch.cat([cv, v], 1)
-        out = attn.attend(q.flatten(1, 2), self.q_angles, k.flatten(1, 2), v.flatten(1, 2), self.k_angles)
+        out = attn.attend(q.flatten(1, 2), self.q_rot, k.flatten(1, 2), v.flatten(1, 2), self.k_rot)
         return out.unflatten(1, (f, n))

@@ -26,7 +26,7 @@ class BlockCausalContext:
         self.history_noise, self.generator = history_noise, generator
         if (n_frames - 1) % frames_per_block:
             raise ValueError(f"{n_frames - 1} generated frames are not whole blocks of {frames_per_block}")
-        self.groups = []   # (query frames, key frames, query angles, key angles)
+        self.groups = []   # (query frames, key frames, query rotation, key rotation)
         layout = [([], [], [0])]   # the reference frame sees only itself
         c = frames_per_block
         for n in range((n_frames - 1) // c):
@@ -37,19 +37,19 @@ class BlockCausalContext:
             layout.append(([0] + pinned, previous[-window:] if window else [], block))
         for sink, win, block in layout:
             sink_pos, win_pos, block_pos = time_positions(scheme, sink, win, block, window)
-            self.groups.append((block, sink + win + block, len(sink), len(win), rope.angles(block_pos, *grid),
-                                rope.angles(torch.cat([sink_pos, win_pos, block_pos]), *grid)))
+            self.groups.append((block, sink + win + block, len(sink), len(win), rope.rotation(block_pos, *grid),
+                                rope.rotation(torch.cat([sink_pos, win_pos, block_pos]), *grid)))
 
     def attend(self, layer: int, q, k, v, attn: SelfAttention) -> torch.Tensor:
         n = q.shape[2]
         out = torch.empty_like(q)
-        for queries, keys, n_sink, n_window, q_angles, k_angles in self.groups:
+        for queries, keys, n_sink, n_window, q_rot, k_rot in self.groups:
             kg, vg = k[:, keys], v[:, keys]
             if self.history_noise and n_window:
                 history = slice(n_sink, n_sink + n_window)
                 kg, vg = kg.clone(), vg.clone()
                 kg[:, history] += self.history_noise * torch.randn(kg[:, history].shape, generator=self.generator)
                 vg[:, history] += self.history_noise * torch.randn(vg[:, history].shape, generator=self.generator)
-            o = attn.attend(q[:, queries].flatten(1, 2), q_angles, kg.flatten(1, 2), vg.flatten(1, 2), k_angles)
+            o = attn.attend(q[:, queries].flatten(1, 2), q_rot, kg.flatten(1, 2), vg.flatten(1, 2), k_rot)
             out[:, queries] = o.unflatten(1, (len(queries), n))
         return out
