@@ -312,11 +312,12 @@ def test_a_web_call_drops_what_its_tracks_hold_on_an_interruption():
 
     from agent.persona import load_persona
     from webui.call import Call
+    from webui.recording import Recordings
 
     conv, _ = make()
 
     async def main():
-        call = Call(RTCPeerConnection(), conv, load_persona("ada"), 8)
+        call = Call(RTCPeerConnection(), conv, load_persona("ada"), 8, Recordings(), 60.0)
         mic = np.zeros(int(4 * RATE), np.float32)
         mic[int(0.5 * RATE):int(1.5 * RATE)] = tone(600, 1.0)
         tick = conv.tick_samples
