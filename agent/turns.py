@@ -114,6 +114,7 @@ class TurnDetector:
         self._overlap: _Overlap | None = None
         self._backchannel = False          # the VAD turn in progress was judged a backchannel
         self._pause: _Pause | None = None
+        self._warm = False
 
     @property
     def in_turn(self) -> bool:
@@ -126,7 +127,11 @@ class TurnDetector:
         return any(t is not None and not t.done() for t in tasks)
 
     def warm_up(self) -> None:
-        """Compile and load what the first ticks would otherwise wait for (blocking)."""
+        """Compile and load what the first ticks would otherwise wait for (blocking).
+        Once only: later calls return at once (the VAD may be listening by then)."""
+        if self._warm:
+            return
+        self._warm = True
         self.vad.warm_up()
         if self.turn_end is not None:
             self.turn_end.warm_up()

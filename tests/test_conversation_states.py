@@ -336,3 +336,14 @@ def test_a_web_call_drops_what_its_tracks_hold_on_an_interruption():
     before, after = asyncio.run(main())
     assert before[0] > 0 and before[1] > 0          # voice and video were waiting to be sent
     assert after == (0, 0) and conv.turns[0].interrupted
+
+
+def test_warming_up_again_during_a_call_leaves_the_vad_alone():
+    conv, _ = make()
+    model = conv.detector.vad.model
+    resets = []
+    model.reset_states = lambda: resets.append(conv.now)
+    conv.warm_up_listening()                 # before the call: the VAD starts fresh
+    assert len(resets) == 1
+    asyncio.run(conv.warm_up())              # the call's own warm-up, while it listens
+    assert len(resets) == 1
