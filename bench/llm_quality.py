@@ -160,13 +160,13 @@ def show(r: Result) -> None:
           f" ({r.first_clause_s or float('nan'):.2f} s)", flush=True)
 
 
-async def run_model(name: str, cfg, persona_id: str, verbose: bool) -> list[Result]:
+async def run_model(name: str, cfg, persona_id: str, verbose: bool, dialogues: int) -> list[Result]:
     llm_cfg = dataclasses.replace(cfg.llm, model=name, api=API[name], provider="local")
     persona = load_persona(persona_id)
     async with LocalLLMServer.from_config(llm_cfg) as server, TextLLM(llm_cfg, server=server) as llm:
         await llm.warm_up(persona)
         results = []
-        for dialogue in QUIZ:
+        for dialogue in QUIZ[:dialogues]:
             history = History.from_config(cfg.agent)
             for question in dialogue:
                 results.append(await ask(llm, persona, history, question))
@@ -202,6 +202,8 @@ def main() -> int:
     p.add_argument("--show", action="store_true", help="print every question, reply and verdict")
     p.add_argument("--threads", type=int, help="llama.cpp threads (default: llm.threads; 1 on a busy machine)")
     p.add_argument("--temperature", type=float, help="default: llm.temperature")
+    p.add_argument("--dialogues", type=int, default=len(QUIZ),
+                   help="only the first N dialogues (a quick latency check; the score needs them all)")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="llm.timeout_s for the quiz: a shared machine must not turn slow answers into wrong ones")
     args = p.parse_args()
@@ -216,7 +218,7 @@ def main() -> int:
     rows = []
     for name in args.models:
         print(f"\n== {name} ({API[name]})", flush=True)
-        results = asyncio.run(run_model(name, cfg, persona_id, args.show))
+        results = asyncio.run(run_model(name, cfg, persona_id, args.show, args.dialogues))
         rows.append(summary(name, results))
         print("  " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()),
               flush=True)
