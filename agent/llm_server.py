@@ -155,7 +155,8 @@ class LocalLLMServer:
                                  "in config.yaml for a free port, or stop what is using it")
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path),
                "--model_alias", self.model_alias, "--host", HOST, "--port", str(self.port),
-               "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads),
+               # Reading the prompt too: its own default is every core, busy on a shared machine.
+               "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads),
                "--verbose", str(self.verbose)]
         t0 = time.monotonic()
         with self.log_path.open("wb") as out:  # the child keeps its own handle

@@ -32,6 +32,7 @@ from agent.streaming import Endpoint, first_choice, mapping_at, string_at
 # Added to the user's words, for that request only, when the reply only repeated an
 # earlier one: the prompt's prefix stays as it was.
 REPHRASE = "(Answer in other words than before.)"
+RETRY_REPEAT_PENALTY = 1.3
 
 
 def base_model_stops(persona: Persona) -> list[str]:
@@ -69,26 +70,32 @@ class TextLLM:
     async def spoken(self, persona: Persona, history: History, user_text: str) -> AsyncIterator[ReplyEvent]:
         """The reply as the persona says it: `reply()` in Sentence events for TTS, each made
         speakable, stopped where it starts repeating (agent.reply_guard). A reply that
-        would only repeat an earlier one is asked for once more, in other words."""
-        for text in (user_text, f"{user_text.strip()} {REPHRASE}"):
-            async with contextlib.aclosing(guarded(sentences(self.reply(persona, history, text)), history)) as events:
+        would only repeat an earlier one is asked for once more, in other words and with
+        livelier sampling."""
+        retry = dict(user_text=f"{user_text.strip()} {REPHRASE}", temperature=max(self.cfg.temperature, 1.0),
+                     repeat_penalty=max(self.cfg.repeat_penalty, RETRY_REPEAT_PENALTY))
+        for attempt in (dict(user_text=user_text), retry):
+            replying = self.reply(persona, history, **attempt)
+            async with contextlib.aclosing(guarded(sentences(replying), history)) as events:
                 async for event in events:
                     if isinstance(event, ReplyDone) and event.finish_reason == "repeat" and not event.text \
-                            and text == user_text:
+                            and attempt is not retry:
                         break  # nothing said yet: ask again
                     yield event
                 else:
                     return
 
-    async def reply(self, persona: Persona, history: History, user_text: str, *,
-                    max_tokens: int | None = None) -> AsyncIterator[ReplyEvent]:
+    async def reply(self, persona: Persona, history: History, user_text: str, *, max_tokens: int | None = None,
+                    temperature: float | None = None, repeat_penalty: float | None = None,
+                    ) -> AsyncIterator[ReplyEvent]:
         """Stream the agent's reply to `user_text` as TextDelta events, then ReplyDone or
-        ReplyFailed. Closing the generator early closes the HTTP request."""
+        ReplyFailed. Closing the generator early closes the HTTP request. `temperature`
+        and `repeat_penalty` replace the config's for this request."""
         client = self.endpoint.client
         common = dict(model=self.cfg.model, max_tokens=max_tokens or self.cfg.max_tokens,
-                      temperature=self.cfg.temperature)
+                      temperature=self.cfg.temperature if temperature is None else temperature)
         if self.server:  # llama.cpp's own sampling knob; hosted APIs reject unknown ones
-            common["extra_body"] = {"repeat_penalty": self.cfg.repeat_penalty}
+            common["extra_body"] = {"repeat_penalty": repeat_penalty or self.cfg.repeat_penalty}
         if self.cfg.api == "completions":
             request = client.completions.with_streaming_response.create
             params = dict(common, prompt=persona.completion_prompt(history, user_text), stop=base_model_stops(persona))
