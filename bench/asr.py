@@ -5,7 +5,7 @@ Each line is cut as the conversation hands it to ASR: from 0.1 s before the spee
 VAD's pad) to 0.25 s after it (the pause at which the reply is prepared). Latency is the
 reply path's, `transcribe(words=False)`, on `asr.threads` threads.
 
-    python bench/asr.py [--voices 6] [--sentences 20] [--options tiny.en:30s,base:10s+hint]
+    python bench/asr.py [--voices 6] [--sentences 10 (of 20)] [--dry] [--options tiny.en:30s,base:10s+hint]
 
 Prints, per option: WER over all lines and per voice, ms per utterance p50/p90 warm
 (wall clock) and the p50 of the process's CPU time (on a loaded machine, the figure
@@ -126,7 +126,8 @@ def main() -> None:
     lines = utterances(min(args.voices, len(VOICES)), args.sentences, not args.dry)
     audio_s = sum(len(a) for _, _, a in lines) / 16000
     print(f"{len(lines)} utterances ({audio_s / len(lines):.1f} s each on average), voices: "
-          + ", ".join(f"{VOICES[v].name}@{VOICES[v].wpm}wpm/{ROOMS[v].snr_db:.0f}dB" for v in range(args.voices))
+          + ", ".join(f"{VOICES[v].name}@{VOICES[v].wpm}wpm" + ("" if args.dry else f"/{ROOMS[v].snr_db:.0f}dB")
+                      for v in range(args.voices))
           + f"; {cfg.asr.threads} threads; hint: {hint_text!r}")
     print(f"{'option':<20} {'WER':>5}  {'per voice':<30} {'p50 ms':>7} {'p90 ms':>7} {'cpu ms':>7} {'cold ms':>8} "
           f"{'1st ms':>7}  WER/target  p50/budget")
