@@ -104,8 +104,8 @@ class ASRConfig:
     beam_size: int = number(1, 1, 10)
     threads: int = number(2, 1, 64)
     # Seconds of audio the encoder reads for a reply (a longer turn: the turn + 1 s).
-    # Whisper was trained on 30 s windows, and that is what faster-whisper always pays;
-    # in much shorter windows it starts repeating itself (bench/asr.py).
+    # Whisper was trained on 30 s windows, and that is what faster-whisper always pays
+    # (30 here: its own pipeline); in much shorter windows it repeats itself (bench/asr.py).
     window_s: float = number(10.0, 1.0, 30.0)
     # Tell Whisper the persona's name and topic before each turn (spelling of names).
     hints: bool = True

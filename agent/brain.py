@@ -89,6 +89,7 @@ class CascadeBrain(LocalVoice):
 
     async def reply(self, audio: np.ndarray, history: History) -> AsyncIterator[BrainEvent]:
         t0 = time.perf_counter()
+        # The greeting names the persona and its topic: Whisper then spells "Ada".
         heard = await asyncio.to_thread(self.asr.transcribe, audio, words=False, hint=self.persona.greeting)
         yield UserText(heard.text, time.perf_counter() - t0)
         if not heard.text:

@@ -67,10 +67,12 @@ class ASR:
         # Whisper hallucinates words into silence and sub-100 ms blips; don't ask it.
         if len(audio) < ASR_RATE // 10 or float(np.max(np.abs(audio))) < 1e-4:
             return Transcript("", (), seconds)
-        if not words:
+        if not words and self.window_frames(seconds) < FULL_FRAMES:
             return Transcript(self._text(audio, hint), (), seconds)
+        # Word timings, or a turn too long for one window: faster-whisper's own pipeline
+        # (it reads a long turn window by window).
         segments, _ = self.model.transcribe(
-            audio, language="en", beam_size=self.cfg.beam_size, word_timestamps=True,
+            audio, language="en", beam_size=self.cfg.beam_size, word_timestamps=words,
             condition_on_previous_text=False, vad_filter=False, initial_prompt=hint or None)
         segments = list(segments)
         timed = tuple(Word(w.word.strip(), w.start, w.end, w.probability)
@@ -79,7 +81,8 @@ class ASR:
 
     def window_frames(self, seconds: float) -> int:
         """Mel frames the encoder reads for `seconds` of audio: `cfg.window_s`, or the
-        audio plus a second when longer, in whole seconds, at most Whisper's 30 s."""
+        audio plus a second when longer, in whole seconds, at most Whisper's 30 s
+        (which sends the turn to faster-whisper's pipeline)."""
         return min(FULL_FRAMES, FRAMES_PER_S * max(math.ceil(self.cfg.window_s), math.ceil(seconds + 1)))
 
     def _text(self, audio: np.ndarray, hint: str) -> str:
@@ -91,12 +94,12 @@ class ASR:
         # Pad with digital silence before the log-mel, as Whisper's training windows were:
         # (80, frames) log-mel of the turn, then of silence.
         padded = np.zeros(frames * ASR_RATE // FRAMES_PER_S, np.float32)
-        padded[:min(len(audio), len(padded))] = audio[:len(padded)]
+        padded[:len(audio)] = audio   # the window holds the turn and a second more
         mel = self.model.feature_extractor(padded)[:, :frames]
         encoded = self.model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])))
         previous = self.tokenizer.encode(" " + hint.strip()) if hint.strip() else []
         prompt = self.model.get_prompt(self.tokenizer, previous, without_timestamps=False)
-        seconds = min(len(audio), len(padded)) / ASR_RATE
+        seconds = len(audio) / ASR_RATE
         # ~3 words a second is ~5 tokens with timestamps; more is a loop.
         new_tokens = 16 + int(12 * seconds)
         result = self.model.model.generate(
@@ -121,7 +124,7 @@ class ASR:
     def warm_up(self) -> None:
         """One throwaway decode, so that the first turn of a session is not the slow one."""
         t = np.arange(2 * ASR_RATE) / ASR_RATE
-        self._text((0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), "")
+        self.transcribe((0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), words=False)
 
 
 def normalize_words(text: str) -> list[str]:
