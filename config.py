@@ -104,10 +104,18 @@ class VADConfig:
 
 @dataclass(frozen=True)
 class ASRConfig:
-    model: str = choice("tiny.en", "base.en")
+    # tiny.en: the smallest and fastest; base: multilingual Whisper base, read as English
+    # (bench/asr.py compares them on voices that are not the agent's).
+    model: str = choice("tiny.en", "base")
     compute_type: str = choice("int8", "int8_float32", "float32")
     beam_size: int = number(1, 1, 10)
     threads: int = number(2, 1, 64)
+    # Seconds of audio the encoder reads for a reply (a longer turn: the turn + 1 s).
+    # Whisper was trained on 30 s windows, and that is what faster-whisper always pays
+    # (30 here: its own pipeline); in much shorter windows it repeats itself (bench/asr.py).
+    window_s: float = number(10.0, 1.0, 30.0)
+    # Tell Whisper the persona's name and topic before each turn (spelling of names).
+    hints: bool = True
 
 
 @dataclass(frozen=True)

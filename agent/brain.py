@@ -89,7 +89,8 @@ class CascadeBrain(LocalVoice):
 
     async def reply(self, audio: np.ndarray, history: History) -> AsyncIterator[BrainEvent]:
         t0 = time.perf_counter()
-        heard = await asyncio.to_thread(self.asr.transcribe, audio, words=False)
+        # The greeting names the persona and its topic: Whisper then spells "Ada".
+        heard = await asyncio.to_thread(self.asr.transcribe, audio, words=False, hint=self.persona.greeting)
         yield UserText(heard.text, time.perf_counter() - t0)
         if not heard.text:
             yield ReplyDone("", "nothing_heard")  # a cough or noise: nothing to answer
@@ -127,7 +128,7 @@ class OmniBrain(LocalVoice):
     async def reply(self, audio: np.ndarray, history: History) -> AsyncIterator[BrainEvent]:
         t0 = time.perf_counter()
         if self.asr is not None:  # only for the transcript; the model hears the audio itself
-            heard = await asyncio.to_thread(self.asr.transcribe, audio, words=False)
+            heard = await asyncio.to_thread(self.asr.transcribe, audio, words=False, hint=self.persona.greeting)
             yield UserText(heard.text, time.perf_counter() - t0)
         resampler: StreamResampler | None = None
         first = True

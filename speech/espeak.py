@@ -40,11 +40,11 @@ class Voice:
 # voices need extra Debian packages and are left out.)
 VOICES: tuple[Voice, ...] = (
     Voice("en-us", 150),
-    Voice("en-gb", 175),
-    Voice("en-us+f3", 165, 60),
+    Voice("en-gb", 165),
+    Voice("en-us+f3", 160, 60),
+    Voice("en-gb-x-rp+f2", 140, 55),
     Voice("en-gb-scotland", 140),
-    Voice("en-029+m3", 185),
-    Voice("en-gb-x-rp+f2", 130, 55),
+    Voice("en-029", 170),
 )
 
 

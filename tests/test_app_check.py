@@ -37,7 +37,7 @@ def test_a_bad_config_stops_the_app_with_one_line(tmp_path):
 def test_missing_models_say_which_package_to_install():
     with pytest.raises(assets.MissingAsset, match="pip install some-model-package"):
         assets.package_dir("no_such_model_module", "some-model-package", "Some model")
-    with pytest.raises(assets.MissingAsset, match="tiny.en or base.en"):
+    with pytest.raises(assets.MissingAsset, match="tiny.en or base"):
         assets.whisper_dir("large-v9")
     with pytest.raises(assets.MissingAsset, match="en_US-joe-medium"):
         assets.piper_voice("de_DE-nobody")

@@ -20,7 +20,7 @@ def test_shipped_config_is_the_defaults():
     ("vad:\n  threshold: high\n", "vad.threshold", "number"),
     ("server:\n  port: yes\n", "server.port", "integer"),
     ("server:\n  port: 8080.5\n", "server.port", "integer"),
-    ("asr:\n  model: large-v3\n", "asr.model", "tiny.en, base.en"),
+    ("asr:\n  model: large-v3\n", "asr.model", "tiny.en, base"),
     ("avatar:\n  backend: magic\n", "avatar.backend", "portrait"),
     ("vad:\n  echo_guard:\n    mode: loud\n", "vad.echo_guard.mode", "reference"),
     ("vad: 3\n", "vad", "mapping"),
