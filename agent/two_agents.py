@@ -28,7 +28,7 @@ from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer
 from config import Config
-from speech.timeline import AGENT
+from speech.timeline import TALK
 
 log = logging.getLogger(__name__)
 MAX_TWO_AGENT_S = 1800.0
@@ -63,6 +63,7 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
         voice_a = voice_b = np.zeros(tick, np.float32)
         speaker_a, speaker_b = Loudspeaker(tick), Loudspeaker(tick)
         quiet, seen = 0.0, 0
+        spoken_a, spoken_b = Voiced(cfg.avatar.fps), Voiced(cfg.avatar.fps)
         waiting, waited, stood = 0.0, 0.0, False  # for the current late clause; in all
         with MP4Writer(output_mp4, cfg.avatar.fps, 2 * size, size, SESSION_RATE) as writer:
             while True:
@@ -87,6 +88,8 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
                 voice_a, voice_b = speaker_a.next_tick(), speaker_b.next_tick()
                 for ba, bb in zip(blocks_a, blocks_b):  # same clock and block size: pairs
                     writer.write(np.concatenate([ba.frames, bb.frames], axis=2), ba.audio + bb.audio)
+                    spoken_a.add(ba)
+                    spoken_b.add(bb)
                 replies = len(conv_a.turns) + len(conv_b.turns)
                 done = replies >= turns and conv_a.idle and conv_b.idle
                 quiet = quiet + TICK_S if done else 0.0
@@ -100,11 +103,10 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
                 conv_a.answering = conv_b.answering = replies < turns
         await conv_a.close()
         await conv_b.close()
-    # when each voice played (session seconds), and how long both did at once
-    spoken_a, spoken_b = conv_a.timeline.intervals(AGENT), conv_b.timeline.intervals(AGENT)
-    result = {"a": {**transcript(conv_a, persona=pa.id), "voice": spoken_a},
-              "b": {**transcript(conv_b, persona=pb.id), "voice": spoken_b},
-              "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": waited,
+    # when each voice is heard in the recording, and how long both are at once
+    result = {"a": {**transcript(conv_a, persona=pa.id), "voice": spoken_a.spans},
+              "b": {**transcript(conv_b, persona=pb.id), "voice": spoken_b.spans},
+              "overlap_s": overlap_s(spoken_a.spans, spoken_b.spans), "late_clauses_s": waited,
               "topic": topic, "output": str(output_mp4)}
     Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result
@@ -113,6 +115,24 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
 def ran_dry(conv: Conversation) -> bool:
     """Its reply has begun to play and the next words are not ready yet."""
     return conv.busy and conv.phase is Phase.SPEAKING
+
+
+class Voiced:
+    """When a persona's voice is shown: [start, end] seconds of the frames its A/V
+    blocks mark as talking, one span per stretch of speech (bounded, as the run is,
+    by MAX_TWO_AGENT_S)."""
+
+    def __init__(self, fps: int):
+        self.fps = fps
+        self.spans: list[list[float]] = []
+
+    def add(self, block) -> None:
+        for i in np.flatnonzero(block.mask & TALK):
+            t = round(float(block.t0) + i / self.fps, 6)
+            if self.spans and abs(self.spans[-1][1] - t) < 1e-6:
+                self.spans[-1][1] = round(t + 1 / self.fps, 6)   # the next frame of the same stretch
+            else:
+                self.spans.append([t, round(t + 1 / self.fps, 6)])
 
 
 def overlap_s(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
