@@ -67,7 +67,7 @@ class Conversation:
             raise ValueError("the avatar must run on the conversation's session clock")
         self.rate = self.clock.rate
         self.history = history if history is not None else History.from_config(cfg.agent)
-        self.timeline = timeline = timeline if timeline is not None else SpeakerTimeline()
+        timeline = timeline if timeline is not None else SpeakerTimeline()
         self.detector = TurnDetector(cfg, self.clock, timeline, asr=asr, turn_end=turn_end, vad_model=vad_model)
         self.output = OutputScheduler(avatar, self.clock, timeline)
         self.runner = ReplyRunner(brain, self.output.playout, self.history, self._publish)

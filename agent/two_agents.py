@@ -29,11 +29,13 @@ from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer
 from config import Config
-from speech.timeline import AGENT
+from speech.timeline import TALK
 
 log = logging.getLogger(__name__)
 MAX_TWO_AGENT_S = 1800.0
-MAX_GAP_WAIT_S = 20.0   # the clock waits this long at most for a late clause, then plays on
+# The clock waits this long at most for a late clause, then plays on: a bound against a
+# hung brain. Clauses came over 20 s late with the machine under load 17 on 2 cores.
+MAX_GAP_WAIT_S = 60.0
 
 
 def with_topic(persona, topic: str, other_name: str):
@@ -53,13 +55,14 @@ def opening_line(persona, topic: str) -> str:
 
 async def talk(conv_a: Conversation, conv_b: Conversation, opening: str, turns: int,
                on_pair: Callable[[np.ndarray, np.ndarray], None], *,
-               fast: bool = True, progress: Callable[[str], None] = log.info) -> float:
+               fast: bool = True, progress: Callable[[str], None] = log.info) -> "Talked":
     """Run two conversations as each other's microphone until `turns` replies in all.
     `on_pair(frames, audio)` gets each side-by-side block: (n, H, 2W, 3) frames, A left,
-    and both voices mixed. Both conversations are closed when it returns. Returns the
-    seconds the session clock stood still waiting for late clauses."""
+    and both voices mixed. Both conversations are closed when it returns. Returns when
+    each voice was shown and how long the clock stood still for late clauses."""
     tick = conv_a.tick_samples
     waiting, waited, stood = 0.0, 0.0, False  # for the current late clause; in all
+    talked = Talked(Voiced(conv_a.fps), Voiced(conv_b.fps))
     try:
         for conv in (conv_a, conv_b):  # each LLM reads its persona's prompt once
             await conv.warm_up()
@@ -74,6 +77,8 @@ async def talk(conv_a: Conversation, conv_b: Conversation, opening: str, turns: 
                 await asyncio.sleep(TICK_S)   # the brain works; neither clock moves
                 waiting += TICK_S
                 stood = True
+                if waiting >= MAX_GAP_WAIT_S:
+                    log.warning("a reply's next clause is %.0f s late; playing on", waiting)
                 continue
             if stood:  # the wall clock ran on while the session clock stood: re-anchor
                 pacer, stood = Pacer(realtime=False), False
@@ -88,6 +93,8 @@ async def talk(conv_a: Conversation, conv_b: Conversation, opening: str, turns: 
             voice_a, voice_b = speaker_a.next_tick(), speaker_b.next_tick()
             for ba, bb in zip(blocks_a, blocks_b):  # same clock and block size: pairs
                 on_pair(np.concatenate([ba.frames, bb.frames], axis=2), ba.audio + bb.audio)
+                talked.voice_a.add(ba)
+                talked.voice_b.add(bb)
             replies = len(conv_a.turns) + len(conv_b.turns)
             done = replies >= turns and conv_a.idle and conv_b.idle
             quiet = quiet + TICK_S if done else 0.0
@@ -102,15 +109,16 @@ async def talk(conv_a: Conversation, conv_b: Conversation, opening: str, turns: 
     finally:
         await conv_a.close()
         await conv_b.close()
-    return waited
+    talked.late_clauses_s = waited
+    return talked
 
 
-def two_agent_transcript(conv_a, conv_b, pa, pb, topic: str, output: str | Path, waited: float = 0.0) -> dict:
-    """Both transcripts, when each voice played (session seconds) and how long both did at once."""
-    spoken_a, spoken_b = conv_a.timeline.intervals(AGENT), conv_b.timeline.intervals(AGENT)
+def two_agent_transcript(conv_a, conv_b, pa, pb, topic: str, output: str | Path, talked: "Talked") -> dict:
+    """Both transcripts, when each voice is heard in the recording and how long both are at once."""
+    spoken_a, spoken_b = talked.voice_a.spans, talked.voice_b.spans
     return {"a": {**transcript(conv_a, persona=pa.id), "voice": spoken_a},
             "b": {**transcript(conv_b, persona=pb.id), "voice": spoken_b},
-            "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": waited,
+            "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": talked.late_clauses_s,
             "topic": topic, "output": str(output)}
 
 
@@ -122,9 +130,9 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
         conv_a, conv_b = make_conversation(stack, pa, seat=0), make_conversation(stack, pb, seat=1)
         size = cfg.avatar.size
         with MP4Writer(output_mp4, cfg.avatar.fps, 2 * size, size, SESSION_RATE) as writer:
-            waited = await talk(conv_a, conv_b, opening_line(pa, topic), turns, writer.write,
+            talked = await talk(conv_a, conv_b, opening_line(pa, topic), turns, writer.write,
                                 fast=fast, progress=progress)
-    result = two_agent_transcript(conv_a, conv_b, pa, pb, topic, output_mp4, waited)
+    result = two_agent_transcript(conv_a, conv_b, pa, pb, topic, output_mp4, talked)
     Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -132,6 +140,31 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
 def ran_dry(conv: Conversation) -> bool:
     """Its reply has begun to play and the next words are not ready yet."""
     return conv.busy and conv.state is State.SPEAKING
+
+
+@dataclasses.dataclass
+class Talked:
+    voice_a: "Voiced"
+    voice_b: "Voiced"
+    late_clauses_s: float = 0.0
+
+
+class Voiced:
+    """When a persona's voice is shown: [start, end] seconds of the frames its A/V
+    blocks mark as talking, one span per stretch of speech (bounded, as the run is,
+    by MAX_TWO_AGENT_S)."""
+
+    def __init__(self, fps: int):
+        self.fps = fps
+        self.spans: list[list[float]] = []
+
+    def add(self, block) -> None:
+        for i in np.flatnonzero(block.mask & TALK):
+            t = round(float(block.t0) + i / self.fps, 6)
+            if self.spans and abs(self.spans[-1][1] - t) < 1e-6:
+                self.spans[-1][1] = round(t + 1 / self.fps, 6)   # the next frame of the same stretch
+            else:
+                self.spans.append([t, round(t + 1 / self.fps, 6)])
 
 
 def overlap_s(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:

@@ -82,10 +82,15 @@ def test_nobody_is_cut_off_and_the_voices_take_turns(recording):
         assert t["first_audio_at"] >= t["user_end"], t
 
 
-def test_replies_stay_on_the_topic_and_never_repeat(recording):
+def test_replies_stay_on_the_topic(recording):
     _, result = recording
     said = [t["agent_text"] for t in replies(result)]
     on_topic = [s for s in said if TOPIC_WORDS.search(s)]
     assert len(on_topic) * 2 >= len(said), said          # at least half mention the moon
+
+
+def test_no_reply_repeats_an_earlier_one(recording):
+    _, result = recording
+    said = [t["agent_text"] for t in replies(result)]
     words = [" ".join(re.findall(r"[a-z']+", s.lower())) for s in said]
-    assert len(set(words)) == len(words), said            # no reply said twice, word for word
+    assert len(set(words)) == len(words), said            # word for word, either persona

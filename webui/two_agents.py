@@ -136,9 +136,9 @@ class TwoAgents:
 
             size = self.cfg.avatar.size
             with MP4Writer(path, self.cfg.avatar.fps, 2 * size, size, SESSION_RATE) as writer:
-                await talk(conv_a, conv_b, opening_line(pa, topic), turns, on_pair, fast=False,
-                           progress=lambda line: log.info("two agents: %s", line.strip()))
-            path.with_suffix(".json").write_text(json.dumps(two_agent_transcript(conv_a, conv_b, pa, pb, topic, path.name),
+                talked = await talk(conv_a, conv_b, opening_line(pa, topic), turns, on_pair, fast=False,
+                                    progress=lambda line: log.info("two agents: %s", line.strip()))
+            path.with_suffix(".json").write_text(json.dumps(two_agent_transcript(conv_a, conv_b, pa, pb, topic, path.name, talked),
                                                             indent=2))
             send({"type": "done", "url": f"recordings/{token}.mp4", "transcript": f"recordings/{token}.json",
                   "seconds": round(conv_a.now, 1)})
