@@ -290,9 +290,10 @@
     send("interrupt");
     const voice = mine.pc.getReceivers().map((r) => r.track).find((t) => t.kind === "audio");
     if (!voice) return;
-    voice.enabled = false;
-    // a clone still carries what arrives: it tells when the tail has drained
+    // a clone (made while enabled: clones copy it) still carries what arrives, and so
+    // tells when the tail has drained
     const arriving = voice.clone(), analyser = mine.audio.createAnalyser();
+    voice.enabled = false;
     mine.audio.createMediaStreamSource(new MediaStream([arriving])).connect(analyser);
     const buf = new Float32Array(analyser.fftSize), started = performance.now();
     let quietSince = null;
