@@ -168,7 +168,7 @@ def run(args, result: dict, app: subprocess.Popen) -> None:
                 frames = page.evaluate("__probe.video.frames")
                 page.locator("#portrait-file").set_input_files(str(path))
                 wait_for(f"the verdict on {path.name}", lambda: "bad" in (note.get_attribute("class") or ""), 30)
-                page.wait_for_timeout(500)
+                page.wait_for_timeout(1000)
                 result["bad"].append({"file": path.name, "note": note.inner_text(),
                                       "frames_meanwhile": page.evaluate("__probe.video.frames") - frames,
                                       "state": page.locator("#call-state").get_attribute("data-state"),

@@ -294,7 +294,12 @@
     // tells when the tail has drained
     const arriving = voice.clone(), analyser = mine.audio.createAnalyser();
     voice.enabled = false;
-    mine.audio.createMediaStreamSource(new MediaStream([arriving])).connect(analyser);
+    // Chromium feeds a remote track to WebAudio only while a media element plays it
+    const sink = new Audio();
+    sink.muted = true;
+    sink.srcObject = new MediaStream([arriving]);
+    sink.play().catch(() => {});
+    mine.audio.createMediaStreamSource(sink.srcObject).connect(analyser);
     const buf = new Float32Array(analyser.fftSize), started = performance.now();
     let quietSince = null;
     clearInterval(mine.unmute);
@@ -307,6 +312,7 @@
       if ((quietSince !== null && now - quietSince > DRAINED_MS) || now - started > MAX_MUTE_MS) {
         clearInterval(mine.unmute);
         arriving.stop();
+        sink.srcObject = null;
         voice.enabled = true;
         $("interrupt-button").dataset.mutedMs = Math.round(now - started);
       }
