@@ -183,8 +183,13 @@ def run(args, result: dict, app: subprocess.Popen) -> None:
             wait_for("question heard in the mic", lambda: audio()["micOff"], 60)
             cpu0, wall0 = cpu_seconds(app_pid), time.monotonic()
             wait_for("reply audio", lambda: audio()["replyAt"], 45)
+            # the reply to the question, as the server sees it (a lagging server may still
+            # be playing the greeting's end)
+            state = page.locator("#call-state")
+            wait_for("the reply speaking", lambda: state.get_attribute("data-state") == "speaking"
+                     and "You" in page.locator("#transcript").inner_text(), 45)
             page.wait_for_timeout(300)
-            result["state_during_reply"] = page.locator("#call-state").get_attribute("data-state")
+            result["state_during_reply"] = state.get_attribute("data-state")
             page.screenshot(path=str(args.out / "live.png"))
             # the Interrupt button: from the click to the voice going quiet in the page
             page.evaluate("__probe.saidAt = performance.now(); document.getElementById('interrupt-button').click()")

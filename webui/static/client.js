@@ -298,6 +298,8 @@
     const sink = new Audio();
     sink.muted = true;
     sink.srcObject = new MediaStream([arriving]);
+    let playing = false;   // until the element plays, the analyser hears nothing either way
+    sink.onplaying = () => { playing = true; };
     sink.play().catch(() => {});
     mine.audio.createMediaStreamSource(sink.srcObject).connect(analyser);
     const buf = new Float32Array(analyser.fftSize), started = performance.now();
@@ -308,7 +310,7 @@
       let s = 0;
       for (const x of buf) s += x * x;
       const now = performance.now();
-      quietSince = Math.sqrt(s / buf.length) < 0.003 ? (quietSince ?? now) : null;
+      quietSince = playing && Math.sqrt(s / buf.length) < 0.003 ? (quietSince ?? now) : null;
       if ((quietSince !== null && now - quietSince > DRAINED_MS) || now - started > MAX_MUTE_MS) {
         clearInterval(mine.unmute);
         arriving.stop();
