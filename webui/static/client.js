@@ -245,6 +245,7 @@
   function release(ending) {
     clearTimeout(ending.timer);
     clearInterval(ending.unmute);
+    $("avatar-video").muted = false;
     if (ending.channel && ending.channel.readyState === "open") ending.channel.send("bye");
     if (ending.pc) ending.pc.close();
     if (ending.mic) ending.mic.getTracks().forEach((t) => t.stop());
@@ -290,18 +291,10 @@
     send("interrupt");
     const voice = mine.pc.getReceivers().map((r) => r.track).find((t) => t.kind === "audio");
     if (!voice) return;
-    // a clone (made while enabled: clones copy it) still carries what arrives, and so
-    // tells when the tail has drained
-    const arriving = voice.clone(), analyser = mine.audio.createAnalyser();
-    voice.enabled = false;
-    // Chromium feeds a remote track to WebAudio only while a media element plays it
-    const sink = new Audio();
-    sink.muted = true;
-    sink.srcObject = new MediaStream([arriving]);
-    let playing = false;   // until the element plays, the analyser hears nothing either way
-    sink.onplaying = () => { playing = true; };
-    sink.play().catch(() => {});
-    mine.audio.createMediaStreamSource(sink.srcObject).connect(analyser);
+    // what still arrives is heard by an analyser, not by the user
+    const video = $("avatar-video"), analyser = mine.audio.createAnalyser();
+    video.muted = true;
+    mine.audio.createMediaStreamSource(new MediaStream([voice])).connect(analyser);
     const buf = new Float32Array(analyser.fftSize), started = performance.now();
     let quietSince = null;
     clearInterval(mine.unmute);
@@ -310,12 +303,11 @@
       let s = 0;
       for (const x of buf) s += x * x;
       const now = performance.now();
-      quietSince = playing && Math.sqrt(s / buf.length) < 0.003 ? (quietSince ?? now) : null;
+      quietSince = Math.sqrt(s / buf.length) < 0.003 ? (quietSince ?? now) : null;
       if ((quietSince !== null && now - quietSince > DRAINED_MS) || now - started > MAX_MUTE_MS) {
         clearInterval(mine.unmute);
-        arriving.stop();
-        sink.srcObject = null;
-        voice.enabled = true;
+        analyser.disconnect();
+        video.muted = false;
         $("interrupt-button").dataset.mutedMs = Math.round(now - started);
       }
     }, 20);
