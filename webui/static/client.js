@@ -14,12 +14,12 @@
   const RECORDING_WAIT_MS = 5000;   // Stop while recording: how long to wait for the file
   // Interrupt: the voice already on its way (the browser's jitter buffer grows past a
   // second on a starved CPU) is silenced here until the server's silence arrives: the
-  // voice has been quiet for DRAINED_MS (longer than a pause between words), at most
-  // MAX_MUTE_MS.
+  // server has confirmed the stop and the voice has been quiet for DRAINED_MS since
+  // (longer than a pause between words), at most MAX_MUTE_MS.
   const DRAINED_MS = 500;
   const MAX_MUTE_MS = 5000;
 
-  let call = null;   // {mic, pc, channel, timer, ended, id, meter, audio, unmute} while a call is up or being set up
+  let call = null;   // {mic, pc, channel, timer, ended, id, meter, audio, unmute, stopped} while a call is up or being set up
   let portrait = null;   // the chosen portrait file: sent when a call connects, or at once
   let pendingRecording = null;   // resolves when the recording of a call being stopped arrives
 
@@ -158,6 +158,7 @@
     const message = JSON.parse(event.data);
     if (message.type === "error") end(message.message);
     else if (message.type === "recording") showRecording(message);
+    else if (message.type === "interrupted") call.stopped = true;
     else if (message.type === "update") {
       showState(message.state);
       showTranscript(message);
@@ -294,6 +295,7 @@
     // what still arrives is heard by an analyser, not by the user
     const video = $("avatar-video"), analyser = mine.audio.createAnalyser();
     video.muted = true;
+    mine.stopped = false;   // set by the server's "interrupted"
     mine.audio.createMediaStreamSource(new MediaStream([voice])).connect(analyser);
     const buf = new Float32Array(analyser.fftSize), started = performance.now();
     let quietSince = null;
@@ -303,7 +305,7 @@
       let s = 0;
       for (const x of buf) s += x * x;
       const now = performance.now();
-      quietSince = Math.sqrt(s / buf.length) < 0.003 ? (quietSince ?? now) : null;
+      quietSince = mine.stopped && Math.sqrt(s / buf.length) < 0.003 ? (quietSince ?? now) : null;
       if ((quietSince !== null && now - quietSince > DRAINED_MS) || now - started > MAX_MUTE_MS) {
         clearInterval(mine.unmute);
         analyser.disconnect();
