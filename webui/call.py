@@ -157,7 +157,6 @@ class Call:
         if self.conv.interrupt():
             self.video.clear()
             self.voice.clear()
-        self._send({"type": "interrupted"})   # the page hears silence from here on
 
     def use_backend(self, backend) -> None:
         """Go on with another face (a backend already reset to it)."""
