@@ -88,8 +88,10 @@ MEASURE = """
   p.audio = {micOn: null, micOff: null, replyAt: null, voicePeak: 0, replyPeak: 0, greetingAt: null,
              greetingEnd: null, quietBeforeReply: false};
   let quietSince = null, voiceQuietSince = null, greetingQuietSince = null, stopQuietSince = null;
+  const video = document.getElementById("avatar-video");
   setInterval(() => {
-    const t = performance.now(), m = rms(mic), v = rms(voice), a = p.audio;
+    // the voice as the user hears it: nothing while the page mutes it
+    const t = performance.now(), m = rms(mic), v = video.muted ? 0 : rms(voice), a = p.audio;
     a.voicePeak = Math.max(a.voicePeak, v);
     if (a.micOn === null) {
       if (v > 0.01 && a.greetingAt === null) a.greetingAt = t;
@@ -115,7 +117,6 @@ MEASURE = """
       if (greetingQuietSince !== null && t - greetingQuietSince > 700) a.greetingEnd = greetingQuietSince;
     }
   }, 20);
-  const video = document.getElementById("avatar-video");
   const canvas = document.createElement("canvas");
   canvas.width = canvas.height = 64;
   const g = canvas.getContext("2d", {willReadFrequently: true});

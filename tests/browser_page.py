@@ -87,27 +87,26 @@ TWO_MEASURE = """
 """
 
 
-# The received voice's loudness for QUIET_CHECK_S after the page unmutes it (Interrupt
-# silences what is in flight until the server's silence arrives).
-QUIET_CHECK_S = 1.5
+# The voice track as it arrives (the page keeps the element muted after Interrupt) from
+# QUIET_FROM_S to QUIET_TO_S after the click: the server must have stopped sending speech.
+QUIET_FROM_S, QUIET_TO_S = 3.0, 4.5
 VOICE_AFTER = f"""
 () => {{
   const p = __probe, pc = p.pcs.at(-1), ctx = new AudioContext(), a = ctx.createAnalyser();
   a.fftSize = 1024;
   const track = pc.getReceivers().find((r) => r.track.kind === "audio").track;
   ctx.createMediaStreamSource(new MediaStream([track])).connect(a);
-  const buf = new Float32Array(1024), button = document.getElementById("interrupt-button");
-  p.voiceAfter = {{peak: 0, samples: 0, mutedMs: null}};
+  const buf = new Float32Array(1024);
+  p.voiceAfter = {{peak: 0, samples: 0}};
   const timer = setInterval(() => {{
-    if (!button.dataset.mutedMs) return;
-    const v = p.voiceAfter;
-    v.mutedMs = Number(button.dataset.mutedMs);
-    if ((performance.now() - p.saidAt) / 1000 > v.mutedMs / 1000 + {QUIET_CHECK_S}) return clearInterval(timer);
+    const since = (performance.now() - p.saidAt) / 1000;
+    if (since < {QUIET_FROM_S}) return;
+    if (since > {QUIET_TO_S}) return clearInterval(timer);
     a.getFloatTimeDomainData(buf);
     let s = 0;
     for (const x of buf) s += x * x;
-    v.peak = Math.max(v.peak, Math.sqrt(s / buf.length));
-    v.samples += 1;
+    p.voiceAfter.peak = Math.max(p.voiceAfter.peak, Math.sqrt(s / buf.length));
+    p.voiceAfter.samples += 1;
   }}, 20);
 }}
 """
@@ -168,7 +167,7 @@ def run(args, result: dict, app: subprocess.Popen) -> None:
                 frames = page.evaluate("__probe.video.frames")
                 page.locator("#portrait-file").set_input_files(str(path))
                 wait_for(f"the verdict on {path.name}", lambda: "bad" in (note.get_attribute("class") or ""), 30)
-                page.wait_for_timeout(500)
+                page.wait_for_timeout(1000)
                 result["bad"].append({"file": path.name, "note": note.inner_text(),
                                       "frames_meanwhile": page.evaluate("__probe.video.frames") - frames,
                                       "state": page.locator("#call-state").get_attribute("data-state"),
@@ -183,19 +182,24 @@ def run(args, result: dict, app: subprocess.Popen) -> None:
             wait_for("question heard in the mic", lambda: audio()["micOff"], 60)
             cpu0, wall0 = cpu_seconds(app_pid), time.monotonic()
             wait_for("reply audio", lambda: audio()["replyAt"], 45)
+            # the reply to the question, as the server sees it (a lagging server may still
+            # be playing the greeting's end)
+            state = page.locator("#call-state")
+            wait_for("the reply speaking", lambda: state.get_attribute("data-state") == "speaking"
+                     and "You" in page.locator("#transcript").inner_text(), 45)
             page.wait_for_timeout(300)
-            result["state_during_reply"] = page.locator("#call-state").get_attribute("data-state")
+            result["state_during_reply"] = state.get_attribute("data-state")
             page.screenshot(path=str(args.out / "live.png"))
             # the Interrupt button: from the click to the voice going quiet in the page
             page.evaluate("__probe.saidAt = performance.now(); document.getElementById('interrupt-button').click()")
             wait_for("the voice stopping after Interrupt", lambda: audio().get("voiceStoppedAt"), 10)
             result["interrupt_in_page_s"] = (audio()["voiceStoppedAt"] - page.evaluate("__probe.saidAt")) / 1000
             wait_for("the reply marked interrupted", lambda: "interrupted" in page.locator("#transcript").inner_text(), 15)
-            # the page silences what is in flight until the server's silence arrives; after
-            # that the voice must stay quiet, or the server never stopped the reply
+            # the page does not play what was in flight; the track itself must go quiet, or
+            # the server never stopped the reply
             page.evaluate(VOICE_AFTER)
-            wait_for("the voice unmuted", lambda: page.evaluate("__probe.voiceAfter.mutedMs"), 10)
-            page.wait_for_timeout(round(1000 * QUIET_CHECK_S) + 500)
+            wait_for("the quiet check", lambda: (page.evaluate("performance.now() - __probe.saidAt") / 1000
+                                                 > QUIET_TO_S + 0.2), 10)
             result["voice_after_interrupt"] = page.evaluate("__probe.voiceAfter")
             result["app_cpu_share_in_reply"] = (cpu_seconds(app_pid) - cpu0) / (time.monotonic() - wall0)
             page.wait_for_timeout(1000)

@@ -13,13 +13,10 @@
   const MIC_LEVEL_MS = 100;
   const RECORDING_WAIT_MS = 5000;   // Stop while recording: how long to wait for the file
   // Interrupt: the voice already on its way (the browser's jitter buffer grows past a
-  // second on a starved CPU) is silenced here until the server's silence arrives: the
-  // voice has been quiet for DRAINED_MS (longer than a pause between words), at most
-  // MAX_MUTE_MS.
-  const DRAINED_MS = 500;
-  const MAX_MUTE_MS = 5000;
+  // second on a starved CPU) is not played: the page stays muted until the next reply
+  // begins (the server thinking about a new turn), long after that tail has drained.
 
-  let call = null;   // {mic, pc, channel, timer, ended, id, meter, audio, unmute} while a call is up or being set up
+  let call = null;   // {mic, pc, channel, timer, ended, id, meter, audio} while a call is up or being set up
   let portrait = null;   // the chosen portrait file: sent when a call connects, or at once
   let pendingRecording = null;   // resolves when the recording of a call being stopped arrives
 
@@ -159,6 +156,7 @@
     if (message.type === "error") end(message.message);
     else if (message.type === "recording") showRecording(message);
     else if (message.type === "update") {
+      unmuteForNextReply(message.state);
       showState(message.state);
       showTranscript(message);
     }
@@ -244,7 +242,7 @@
 
   function release(ending) {
     clearTimeout(ending.timer);
-    clearInterval(ending.unmute);
+    $("avatar-video").muted = false;
     if (ending.channel && ending.channel.readyState === "open") ending.channel.send("bye");
     if (ending.pc) ending.pc.close();
     if (ending.mic) ending.mic.getTracks().forEach((t) => t.stop());
@@ -285,31 +283,13 @@
   }
 
   function interrupt() {
-    const mine = call;
-    if (!mine || !mine.pc || !mine.audio) return;
+    if (!call || !call.pc) return;
     send("interrupt");
-    const voice = mine.pc.getReceivers().map((r) => r.track).find((t) => t.kind === "audio");
-    if (!voice) return;
-    voice.enabled = false;
-    // a clone still carries what arrives: it tells when the tail has drained
-    const arriving = voice.clone(), analyser = mine.audio.createAnalyser();
-    mine.audio.createMediaStreamSource(new MediaStream([arriving])).connect(analyser);
-    const buf = new Float32Array(analyser.fftSize), started = performance.now();
-    let quietSince = null;
-    clearInterval(mine.unmute);
-    mine.unmute = setInterval(() => {
-      analyser.getFloatTimeDomainData(buf);
-      let s = 0;
-      for (const x of buf) s += x * x;
-      const now = performance.now();
-      quietSince = Math.sqrt(s / buf.length) < 0.003 ? (quietSince ?? now) : null;
-      if ((quietSince !== null && now - quietSince > DRAINED_MS) || now - started > MAX_MUTE_MS) {
-        clearInterval(mine.unmute);
-        arriving.stop();
-        voice.enabled = true;
-        $("interrupt-button").dataset.mutedMs = Math.round(now - started);
-      }
-    }, 20);
+    $("avatar-video").muted = true;
+  }
+
+  function unmuteForNextReply(state) {
+    if (state === "thinking") $("avatar-video").muted = false;
   }
 
   function toggle(persona) {
