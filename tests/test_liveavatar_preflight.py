@@ -52,6 +52,14 @@ def test_no_gpu_is_one_line_from_the_app(checkpoint, tmp_path):
                                 "is False); run it on a GPU machine, or use avatar.backend portrait here")
 
 
+def test_the_tpp_tool_runs_the_same_preflight(checkpoint):
+    base, lora = checkpoint
+    tpp = [sys.executable, "-m", "avatar_engine.causal_dit.liveavatar_tpp", "--checkpoint", str(base), "--lora", str(lora)]
+    r = subprocess.run(tpp, capture_output=True, text=True, timeout=120, cwd=sparse.ROOT)
+    assert r.returncode == 2 and r.stderr.startswith("error: Live Avatar needs CUDA GPUs and torch sees none")
+    assert r.stderr.count("\n") == 1, r.stderr
+
+
 def test_a_missing_file_is_named_before_anything_loads(tmp_path):
     base, lora = sparse.build_checkpoint(tmp_path, sparse.reference())
     (base / la.T5).unlink()
