@@ -247,6 +247,11 @@ class CausalDiTConfig:
     weights: str = choice("bf16", "fp8")
     height: int = number(720, 64, 2048)
     width: int = number(400, 64, 2048)
+    # Live Avatar's text prompt (the scene it animates), encoded once by umT5 and cached in
+    # prompt_cache (empty: <avatar.checkpoint>/prompt_cache).
+    prompt: str = ("A person talks to the camera with natural facial expressions and small head movements, "
+                   "in a bright, static close-up shot.")
+    prompt_cache: str = ""
 
 
 @dataclass(frozen=True)

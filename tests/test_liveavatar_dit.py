@@ -4,6 +4,7 @@ The fixture holds a tiny CausalWanModel_S2V with every parameter random, a PEFT 
 inputs and the reference's outputs over 12 streaming blocks (3 clips): the ring wraps
 after block 3, the reference rolls once cur + rd > 30, the adaptive sink swaps at clip 1.
 """
+import dataclasses
 import json
 from pathlib import Path
 
@@ -148,13 +149,18 @@ def test_conversion_maps_the_published_key_list_onto_the_full_model():
     converts onto CausalDiT(preset("liveavatar-14b")) exactly, on the meta device."""
     import gzip
 
-    from avatar_engine.causal_dit.lora import lora_pairs, lora_targets
-    from avatar_engine.causal_dit.wan_keys import converted_shapes
+    from avatar_engine.causal_dit.liveavatar_files import lora_targets
+    from avatar_engine.causal_dit.lora import lora_pairs
+    from avatar_engine.causal_dit.wan_keys import converted_shapes, dit_config, wan_config
 
     published = json.loads(gzip.open(FIXTURE.parent / "wan_s2v_14b_keys.json.gz").read())
     transformer = {k: tuple(s) for k, s in published["transformer"]}
     cfg = preset("liveavatar-14b")
     assert len(transformer) == 1260 and reference_shapes(cfg) == transformer
+    config = published["transformer_config"]                      # the published config.json ↔ the preset
+    assert dit_config(config) == cfg and all(config[k] == v for k, v in wan_config(cfg).items() if k in config)
+    tiny = preset("liveavatar-tiny")
+    assert dataclasses.replace(dit_config(wan_config(tiny)), name=tiny.name) == tiny
     meta = {k: torch.empty(s, device="meta") for k, s in transformer.items()}
     lora = {k: torch.empty(s, device="meta") for k, s in published["lora"]}
     assert len(lora_pairs(lora)) == 448 and sorted(lora_pairs(lora)) == sorted(lora_targets(transformer))

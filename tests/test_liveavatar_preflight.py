@@ -52,6 +52,14 @@ def test_no_gpu_is_one_line_from_the_app(checkpoint, tmp_path):
                                 "is False); run it on a GPU machine, or use avatar.backend portrait here")
 
 
+def test_the_tpp_tool_runs_the_same_preflight(checkpoint):
+    base, lora = checkpoint
+    tpp = [sys.executable, "-m", "avatar_engine.causal_dit.liveavatar_tpp", "--checkpoint", str(base), "--lora", str(lora)]
+    r = subprocess.run(tpp, capture_output=True, text=True, timeout=120, cwd=sparse.ROOT)
+    assert r.returncode == 2 and r.stderr.startswith("error: Live Avatar needs CUDA GPUs and torch sees none")
+    assert r.stderr.count("\n") == 1, r.stderr
+
+
 def test_a_missing_file_is_named_before_anything_loads(tmp_path):
     base, lora = sparse.build_checkpoint(tmp_path, sparse.reference())
     (base / la.T5).unlink()
@@ -94,11 +102,17 @@ def test_ranks_gpus_fp8_and_size_mismatches(checkpoint):
     assert one_line(e) == "causal_dit: Live Avatar needs a video size in multiples of 16 pixels, got 720×410"
 
 
-def test_a_setup_that_fits_reaches_the_loader_seam(checkpoint):
+def test_a_setup_that_fits_goes_on_to_load_in_one_process(checkpoint):
     plan = plan_for(checkpoint, [H100] * 5, ranks=5)
     assert [r.role for r in plan.per_rank] == ["steps 0", "steps 1", "steps 2", "steps 3", "VAE"]
     base, lora = checkpoint
-    cfg = load_config(overrides={"avatar": {"backend": "causal_dit", "checkpoint": str(base), "lora": str(lora)},
-                                 "causal_dit": {"ranks": 5}})
-    with pytest.raises(BackendError, match="check out .* but this build does not stream the published weights"):
+    overrides = {"avatar": {"backend": "causal_dit", "checkpoint": str(base), "lora": str(lora)}}
+    cfg = load_config(overrides=overrides | {"causal_dit": {"ranks": 5}})
+    with pytest.raises(BackendError) as e:         # the app is one process; TPP is torchrun's
         open_liveavatar(cfg.avatar, cfg.causal_dit, gpus=[H100] * 5)
+    assert one_line(e).startswith("the app runs Live Avatar in one process on one GPU (causal_dit.ranks 1, "
+                                  "weights bf16), not 5 rank(s) in bf16; across GPUs run torchrun -m")
+    cfg = load_config(overrides=overrides)
+    with pytest.raises(BackendError) as e:         # past the preflight: the loader wants the GPU it was promised
+        open_liveavatar(cfg.avatar, cfg.causal_dit, gpus=[H100])
+    assert "asked to run on cuda:0 but torch sees no CUDA GPU" in one_line(e)

@@ -7,7 +7,8 @@
 Without a checkpoint it refuses with one line: an untrained model draws noise, and noise
 must never be shown as an avatar. With avatar.checkpoint a Wan2.2-S2V-14B directory (the
 published Live Avatar model), `from_config` goes through `open_liveavatar`: every check
-that needs no weights first (files from their headers, GPUs, memory by the sizing plan).
+that needs no weights first (files from their headers, GPUs, memory by the sizing plan),
+then `LiveAvatarBackend` (liveavatar_backend.py).
 """
 from __future__ import annotations
 
@@ -100,20 +101,23 @@ class CausalDiTBackend:
 
 
 def open_liveavatar(avatar, causal_dit, gpus: list[GPU] | None = None):
-    """The published Live Avatar model behind the same Backend protocol.
+    """The published Live Avatar model behind the same Backend protocol, in this process on
+    cuda:0 (`LiveAvatarBackend`; TPP over several GPUs is `liveavatar_tpp` under torchrun).
 
     Refuses with one line, before any weight is read, when a file is missing or wrong, no
-    GPU is visible, or a rank's planned memory exceeds its GPU (`gpus`: the visible ones).
+    GPU is visible, or the planned memory exceeds the GPU (`gpus`: the visible ones).
     """
     try:
         plan = preflight(avatar.checkpoint, avatar.lora, causal_dit.ranks, causal_dit.weights,
                          causal_dit.height, causal_dit.width, gpus)
     except PreflightError as e:
         raise BackendError(str(e)) from None
-    # Seam: the weight-compatible streamer plugs in here (issue 9: the converted transformer
-    # with the LoRA merged, its streamer and TPP; the wav2vec2 front end and the Wan2.1 VAE).
-    # It receives `plan` (ranks, weights, size) and the two paths, and returns an object
-    # with reset / render / flush and block_video_frames = 12, as CausalDiTBackend has.
-    busiest = max(plan.per_rank, key=lambda r: r.total_bytes)
-    raise BackendError(f"Live Avatar files and GPUs check out (largest rank {busiest.total_bytes / 2**30:.1f} GiB "
-                       f"planned), but this build does not stream the published weights yet (issue 9)")
+    if (plan.ranks, plan.weights) != (1, "bf16"):
+        raise BackendError(f"the app runs Live Avatar in one process on one GPU (causal_dit.ranks 1, weights bf16), "
+                           f"not {plan.ranks} rank(s) in {plan.weights}; across GPUs run torchrun -m "
+                           f"avatar_engine.causal_dit.liveavatar_tpp (README: Run Live Avatar on your GPUs)")
+    from .liveavatar_backend import LiveAvatarBackend
+
+    return LiveAvatarBackend(avatar.checkpoint, avatar.lora, prompt=causal_dit.prompt,
+                             prompt_cache=causal_dit.prompt_cache or None, height=causal_dit.height,
+                             width=causal_dit.width, seed=avatar.seed, audio_context_s=causal_dit.audio_context_s)

@@ -15,14 +15,13 @@ from safetensors.torch import save_file
 
 import torch
 
+from .liveavatar_files import LORA_ALPHA
 from .lora import LoRAError, merge_lora
 from .model import CausalDiT, DiTConfig, preset
 from .positions import PositionScheme
 from .stream import StreamConfig
 from .vae import StreamingVAE, VAEConfig
 from .wan_keys import convert_state_dict, reference_shapes
-
-LIVEAVATAR_LORA_ALPHA = 64.0   # s2v_causal_sft.yaml: rank 128, alpha 64 (the rank is read from the file)
 
 
 class CheckpointError(RuntimeError):
@@ -58,7 +57,7 @@ def load_checkpoint(path: str | Path) -> tuple[CausalDiT, StreamingVAE, StreamCo
 
 
 def load_liveavatar(base_dir: str | Path, lora: str | Path | None = None, *, device=None, dtype=None,
-                    cfg: DiTConfig | None = None, lora_alpha: float = LIVEAVATAR_LORA_ALPHA) -> CausalDiT:
+                    cfg: DiTConfig | None = None, lora_alpha: float = LORA_ALPHA) -> CausalDiT:
     """The Live Avatar DiT from a Wan2.2-S2V-14B directory (its diffusion_pytorch_model*.safetensors)
     and the Live Avatar LoRA, merged: bf16 on a GPU, fp32 on the CPU unless told."""
     base_dir = Path(base_dir)

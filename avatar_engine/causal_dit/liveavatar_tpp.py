@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import torch
@@ -111,6 +112,21 @@ def run_liveavatar_pipeline(streamer: LiveAvatarStreamer | None, reference, moti
     return results
 
 
+def checkpoint_refusal(args, world: int) -> str | None:
+    """The preflight of the published weights on this rank layout (files, GPUs, memory), as
+    one line, or None. Its plan is 1 process or N − 1 step ranks + a VAE rank."""
+    from .preflight import PreflightError, preflight
+
+    if world > 1 and not args.vae_rank:
+        return (f"with --checkpoint run {world - 1} step ranks + --vae-rank (the layout the preflight plans and "
+                f"the reference runs), or one process")
+    try:
+        preflight(args.checkpoint, args.lora or "", world, "bf16", args.height, args.width)
+    except PreflightError as e:
+        return str(e)
+    return None
+
+
 def main(argv=None):
     """Live Avatar TPP throughput under torchrun (random inputs: a timing tool, not an avatar)."""
     from .checkpoint import load_liveavatar
@@ -127,6 +143,12 @@ def main(argv=None):
                    help="the last rank decodes (a small stand-in decoder here; the Wan VAE in the app)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per rank")
     args = p.parse_args(argv)
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if args.checkpoint:
+        refusal = checkpoint_refusal(args, world)
+        if refusal:
+            print(f"error: {refusal}", file=sys.stderr, flush=True)
+            return 2
     cuda = torch.cuda.is_available()
     if not cuda:
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -171,7 +193,8 @@ def main(argv=None):
               f"blocks={args.blocks} ms_per_block={1000 * elapsed / args.blocks:.1f} "
               f"fps={12 * args.blocks / elapsed:.2f} (incl. sink prefill and pipeline fill)", flush=True)
     dist.destroy_process_group()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

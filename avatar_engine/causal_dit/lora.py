@@ -1,8 +1,8 @@
 """Merge a PEFT LoRA (Live Avatar's `liveavatar.safetensors`) into a state dict on load.
 
 Live Avatar trains rank-128, alpha-64 LoRA adapters on every Linear whose name ends in
-q, k, v, o, ffn.0 or ffn.2 (PEFT suffix matching: 40 × 8 attention + 40 × 2 FFN + 12 × 4
-audio-injector layers = 448 at full size) and merges them with PEFT's `merge_and_unload`:
+q, k, v, o, ffn.0 or ffn.2 (PEFT suffix matching, `liveavatar_files.lora_targets`: 40 × 8
+attention + 40 × 2 FFN + 12 × 4 audio-injector layers = 448 at full size) and merges them with PEFT's `merge_and_unload`:
 W ← W + (alpha / rank) · B @ A. Here the same sum is done in fp32 on the reference-named
 state dict, before `wan_keys.convert_state_dict`, then cast back to the weight's dtype.
 
@@ -16,7 +16,6 @@ import re
 
 import torch
 
-TARGETS = ("q", "k", "v", "o", "ffn.0", "ffn.2")
 LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.default)?\.weight$")
 
 
@@ -55,8 +54,3 @@ def merge_lora(state_dict: dict[str, torch.Tensor], lora: dict[str, torch.Tensor
         state_dict[key] = (w.float() + scale * (b.float() @ a.float())).to(w.dtype)
     return len(pairs)
 
-
-def lora_targets(state_dict_keys) -> list[str]:
-    """Modules PEFT would wrap for Live Avatar's target list (suffix match on Linear weights)."""
-    mods = [k[: -len(".weight")] for k in state_dict_keys if k.endswith(".weight")]
-    return [m for m in mods if any(m == t or m.endswith("." + t) for t in TARGETS)]

@@ -26,10 +26,12 @@ Everything else (blocks.N.{self_attn,cross_attn,norm3,ffn}) keeps its name and s
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import torch
 
-from .model import PATCH, CausalDiT, DiTConfig
+from . import liveavatar_files as la
+from .model import PATCH, CausalDiT, DiTConfig, preset
 
 # (reference prefix, our prefix), first match wins; "{j}"/"{n}" are the injector / block index.
 PREFIXES = [
@@ -55,26 +57,19 @@ PREFIXES = [
 ]
 
 
-def _rename(key: str, cfg: DiTConfig, to_ours: bool) -> str:
-    layers = cfg.audio_inject_layers
+def _rename(key: str, cfg: DiTConfig) -> str:
+    """A reference key → ours."""
     for ref, ours in PREFIXES:
-        src, dst = (ref, ours) if to_ours else (ours, ref)
-        pattern = "^" + re.escape(src).replace(r"\{j\}", r"(\d+)").replace(r"\{n\}", r"(\d+)")
+        pattern = "^" + re.escape(ref).replace(r"\{j\}", r"(\d+)")
         m = re.match(pattern, key)
         if not m:
             continue
-        out = dst
         if m.groups():
-            i = int(m.group(1))
-            if to_ours:
-                if i >= len(layers):
-                    break
-                out = dst.replace("{n}", str(layers[i]))
-            else:
-                if i not in layers:
-                    break
-                out = dst.replace("{j}", str(layers.index(i)))
-        return out + key[m.end():]
+            j = int(m.group(1))
+            if j >= len(cfg.audio_inject_layers):
+                break
+            ours = ours.replace("{n}", str(cfg.audio_inject_layers[j]))
+        return ours + key[m.end():]
     raise KeyError(f"no conversion rule for checkpoint key {key!r}")
 
 
@@ -100,7 +95,7 @@ def convert_state_dict(reference: dict[str, torch.Tensor], cfg: DiTConfig) -> di
     """A reference (Wan2.2-S2V / Live Avatar) state dict → ours for `CausalDiT(cfg)`."""
     out = {}
     for key, t in reference.items():
-        ours = _rename(key, cfg, to_ours=True)
+        ours = _rename(key, cfg)
         out[ours] = _to_ours(ours, t, cfg)
     return out
 
@@ -112,18 +107,35 @@ def converted_shapes(cfg: DiTConfig) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
+def wan_config(cfg: DiTConfig) -> dict:
+    """The Wan2.2-S2V config.json of the transformer `CausalDiT(cfg)` loads (a Live Avatar preset)."""
+    if not cfg.reference_tokens or cfg.talk_listen or cfg.audio_hidden != cfg.dim or cfg.audio_layers != la.AUDIO_LAYERS:
+        raise ValueError(f"preset {cfg.name} is not a Live Avatar model")
+    return la.WAN_S2V_14B | dict(in_dim=cfg.latent_channels, out_dim=cfg.latent_channels, cond_dim=cfg.latent_channels,
+                                 dim=cfg.dim, ffn_dim=cfg.ffn_dim, num_heads=cfg.heads, num_layers=cfg.layers,
+                                 freq_dim=cfg.freq_dim, text_dim=cfg.text_dim, audio_dim=cfg.audio_dim,
+                                 num_audio_token=cfg.audio_tokens, audio_inject_layers=list(cfg.audio_inject_layers))
+
+
+def dit_config(config: dict) -> DiTConfig:
+    """Our config for the transformer a Wan2.2-S2V config.json describes: its sizes on the
+    structure of Live Avatar (a config.json with other switches is not one)."""
+    c = la.INIT_DEFAULTS | config
+    switches = ("patch_size", "qk_norm", "cross_attn_norm", "enable_adain", "enable_framepack")
+    other = [f"{k} {c[k]}" for k in switches if c[k] != la.WAN_S2V_14B[k]]
+    if not c["in_dim"] == c["out_dim"] == c["cond_dim"]:
+        other.append(f"in/out/cond_dim {c['in_dim']}/{c['out_dim']}/{c['cond_dim']}")
+    if other:
+        raise ValueError(f"config.json is not a Live Avatar (Wan2.2-S2V) transformer: {', '.join(other)}")
+    full = preset("liveavatar-14b")
+    cfg = replace(full, latent_channels=c["in_dim"], dim=c["dim"], ffn_dim=c["ffn_dim"], heads=c["num_heads"],
+                  layers=c["num_layers"], freq_dim=c["freq_dim"], text_dim=c["text_dim"], audio_dim=c["audio_dim"],
+                  audio_hidden=c["dim"], audio_tokens=c["num_audio_token"],
+                  audio_inject_layers=tuple(c["audio_inject_layers"]))
+    return cfg if cfg == full else replace(cfg, name=f"liveavatar ({cfg.dim} wide, {cfg.layers} layers)")
+
+
 def reference_shapes(cfg: DiTConfig) -> dict[str, tuple[int, ...]]:
-    """The reference checkpoint's key → shape that converts onto `CausalDiT(cfg)` exactly."""
-    out = {}
-    for ours, shape in converted_shapes(cfg).items():
-        ref = _rename(ours, cfg, to_ours=False)
-        if ours in ("patch_embed.weight", "pose_embed.weight"):
-            shape = (shape[0], cfg.latent_channels, 1, PATCH, PATCH)
-        elif ours.endswith("modulation") or ours == "head_mod":
-            shape = (1, *shape)
-        elif ours == "speech_encoder.layer_weights":
-            shape = (1, shape[0], 1, 1)
-        elif ours == "speech_encoder.padding_token":
-            shape = (1, 1, 1, shape[0])
-        out[ref] = shape
-    return out
+    """The reference checkpoint's key → shape that converts onto `CausalDiT(cfg)` exactly
+    (the layout `liveavatar_files` computes from config.json)."""
+    return la.transformer_tensors(wan_config(cfg))
