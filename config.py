@@ -108,7 +108,9 @@ class ASRConfig:
     # (bench/asr.py compares them on voices that are not the agent's).
     model: str = choice("tiny.en", "base")
     compute_type: str = choice("int8", "int8_float32", "float32")
-    beam_size: int = number(1, 1, 10)
+    # 5: on voices unlike Whisper's training data, fewer errors than greedy (1) for up
+    # to 30 % more time: WER 14 -> 10 % dry, 30 -> 27 % in rooms (bench/asr.py).
+    beam_size: int = number(5, 1, 10)
     threads: int = number(2, 1, 64)
     # Seconds of audio the encoder reads for a reply (a longer turn: the turn + 1 s).
     # Whisper was trained on 30 s windows, and that is what faster-whisper always pays

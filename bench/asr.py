@@ -85,9 +85,11 @@ class ColdASR(ASR):
 
 def measure(cfg, option: str, lines, hint_text: str) -> dict:
     model, _, how = option.partition(":")
-    window, _, hinted = how.partition("+")
-    acfg = replace(cfg.asr, model=model, window_s=float(window.rstrip("s")) if window else cfg.asr.window_s)
-    hint = hint_text if hinted == "hint" else ""
+    window, *extras = how.split("+")
+    beam = next((int(e[4:]) for e in extras if e.startswith("beam")), cfg.asr.beam_size)
+    acfg = replace(cfg.asr, model=model, window_s=float(window.rstrip("s")) if window else cfg.asr.window_s,
+                   beam_size=beam)
+    hint = hint_text if "hint" in extras else ""
     cold = ColdASR(acfg)
     t = time.perf_counter()
     cold.transcribe(lines[0][2], words=False, hint=hint)
@@ -117,7 +119,7 @@ def main() -> None:
     ap.add_argument("--voices", type=int, default=len(VOICES))
     ap.add_argument("--sentences", type=int, default=10)
     ap.add_argument("--options", default=DEFAULT_OPTIONS,
-                    help="comma-separated MODEL:WINDOW[+hint], e.g. base:10s+hint")
+                    help="comma-separated MODEL:WINDOW[+hint][+beamN], e.g. base:10s+hint+beam5")
     ap.add_argument("--errors", action="store_true", help="also print every misheard line")
     ap.add_argument("--dry", action="store_true", help="no room: the voices as espeak-ng makes them")
     args = ap.parse_args()

@@ -6,11 +6,11 @@ One model, two ways to read a turn:
   faster-whisper pads every input to Whisper's 30 s training window (3000 mel frames),
   so a 2 s question costs the encoder as much as 30 s of speech. CTranslate2's encoder
   takes any length: it reads `asr.window_s` (the turn and silence after it), for a
-  fraction of the cost and the same text (bench/asr.py measures both).
+  third of the cost, hearing as well (bench/asr.py measures both).
 
-A hint (the persona's name and topic) goes to Whisper as the previous text, which makes
-it spell "Ada" rather than "Ida" or "Nair". The first call of a fresh model pays for
-allocations and kernel set-up (~1 s); the constructor pays it instead.
+A hint (the persona's greeting: its name and topic) goes to Whisper as the text said
+before the turn, so "Hi Ada" is not heard as "Hi Eda". The first call of a fresh model
+pays for allocations and kernel set-up (1.5-3x a warm call); the constructor pays it.
 """
 from __future__ import annotations
 
