@@ -5,7 +5,8 @@ Modules, one job each:
                   a KV context, talk/listen audio cross-attention, audio adapter; Live
                   Avatar's text cross-attention, speech encoder, audio injector, FramePack
                   sink tokens); presets, incl. liveavatar-14b and liveavatar-tiny
-    wan_keys.py   Wan2.2-S2V-14B / Live Avatar checkpoint keys ↔ ours (strict=True)
+    wan_keys.py   Wan2.2-S2V-14B / Live Avatar checkpoint keys → ours (strict=True);
+                  config.json ↔ our DiTConfig
     lora.py       PEFT LoRA merge on load (Live Avatar: rank 128, alpha 64, 448 layers)
     liveavatar.py Live Avatar's streaming path: sink prefill, ring, rolling RoPE, timestep
                   forcing, flow-match Euler schedule, adaptive sink
@@ -30,5 +31,7 @@ Modules, one job each:
     preflight.py  Live Avatar's files, GPUs and memory, refused in one line before loading
     train.py      small-scale training on one clip (diffusion forcing, history corruption)
     synthetic.py  a synthetic talking clip for smoke training
-    backend.py    the engine Backend: reset / render / flush over a checkpoint
+    backend.py    the engine Backend: reset / render / flush over a checkpoint; the Live
+                  Avatar directory through the preflight
+    liveavatar_backend.py  the published Live Avatar model as that Backend, one process
 """

@@ -75,19 +75,20 @@ class LiveAvatarBackend:
 
     def __init__(self, checkpoint: str | Path, lora: str | Path | None, *, prompt: str,
                  prompt_cache: str | Path | None = None, height: int = 720, width: int = 400, seed: int = 0,
-                 audio_context_s: float = 3.0, device="cuda:0", lora_alpha: float = la.LORA_ALPHA,
+                 audio_context_s: float = 3.0, device="cuda:0", dtype=None, lora_alpha: float = la.LORA_ALPHA,
                  encode_prompt=None):
         """checkpoint: the Wan2.2-S2V-14B directory (its config.json gives the model's sizes);
         lora: liveavatar.safetensors; prompt_cache: folder of prompt states (default
         <checkpoint>/prompt_cache); encode_prompt(prompt) → states, for a prompt not cached
-        yet (default: the umT5 encoder of the checkpoint)."""
+        yet (default: the umT5 encoder of the checkpoint); dtype: bf16 on a GPU, fp32 on the
+        CPU unless given."""
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"Live Avatar was asked to run on {device} but torch sees no CUDA GPU; "
                                f"run it on a GPU machine, or use avatar.backend portrait here")
         if height % 16 or width % 16:
             raise BackendError(f"Live Avatar needs a video size in multiples of 16 pixels, got {height}×{width}")
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
         base = Path(checkpoint)
         try:
             cfg = dit_config(json.loads((base / la.CONFIG).read_text()))

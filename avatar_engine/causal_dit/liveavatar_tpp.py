@@ -24,37 +24,41 @@ gloo on CPU), e.g. 4 step ranks + a VAE rank at 720×400:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from .liveavatar import LiveAvatarConfig, LiveAvatarStreamer
 from .tpp import step_owner
-from .vae import ConvCache, StreamingVAE, VAEConfig
 
 
 def run_liveavatar_pipeline(streamer: LiveAvatarStreamer | None, reference, motion, prompt_states, block_features,
-                            n_blocks: int, vae=None, stream_cfg: LiveAvatarConfig | None = None):
+                            n_blocks: int, *, vae_rank: bool = False, decode=None,
+                            stream_cfg: LiveAvatarConfig | None = None):
     """This rank's share of generating `n_blocks` blocks.
 
     reference (B, C, H, W), motion (B, T, C, H, W), prompt_states (B, S, Dt): the session's
     inputs, on every rank. block_features(n) → wav2vec2 states (B, 4·F, L, Da) of block n.
-    With `vae` (decode(latents, cache)), the last rank only decodes. Returns the clean
+    With `vae_rank`, the last rank only decodes, by `decode` (given there alone): each
+    block's clean latents (B, F, C, H, W) in turn → its frames (a stream decoder such as
+    the Wan VAE's `LiveAvatarDecodeStream`). Returns the clean
     latents (B, F, C, H, W) per block on the last step's owner when there is no VAE rank,
     the decoded video per block on the VAE rank, else []. The VAE rank needs no model:
     it may pass streamer None and the stream's config as stream_cfg.
     """
     cfg = streamer.cfg if streamer is not None else stream_cfg
     rank, world = dist.get_rank(), dist.get_world_size()
-    step_ranks = world - 1 if vae is not None else world
+    step_ranks = world - 1 if vae_rank else world
     if not 1 <= step_ranks <= cfg.steps:
         raise ValueError(f"Live Avatar TPP runs 1 to {cfg.steps} step ranks (plus one VAE rank); got {step_ranks}")
     last = cfg.steps - 1
-    is_vae = vae is not None and rank == world - 1
-    holder = world - 1 if vae is not None else step_owner(last, step_ranks)
+    is_vae = vae_rank and rank == world - 1
+    holder = world - 1 if vae_rank else step_owner(last, step_ranks)
     mine = [] if is_vae else [i for i in range(cfg.steps) if step_owner(i, step_ranks) == rank]
     if mine:
         streamer.reset(reference, motion, prompt_states, steps=mine)
@@ -62,7 +66,7 @@ def run_liveavatar_pipeline(streamer: LiveAvatarStreamer | None, reference, moti
     x_shape = (b, cfg.frames_per_block, c, h, w)
     clip0 = min(n_blocks, cfg.blocks_per_clip)
     phases = [(0, clip0), (clip0, n_blocks)] if cfg.adaptive_sink and n_blocks > clip0 else [(0, n_blocks)]
-    results, decode_cache, new_reference = [], ConvCache(), None
+    results, new_reference = [], None
     for phase, (lo, hi) in enumerate(phases):
         if phase == 1:
             ref = new_reference if rank == holder else torch.empty((b, c, h, w), dtype=reference.dtype, device=reference.device)
@@ -76,7 +80,7 @@ def run_liveavatar_pipeline(streamer: LiveAvatarStreamer | None, reference, moti
                 if n == 0:
                     new_reference = x0[:, 0].clone()
                 with torch.no_grad():
-                    results.append(vae.decode(x0, decode_cache))
+                    results.append(decode(x0))
             continue
         local, pending = {}, []
         for tick in range(hi - lo + last):
@@ -100,7 +104,7 @@ def run_liveavatar_pipeline(streamer: LiveAvatarStreamer | None, reference, moti
                     else:
                         x = x.contiguous()
                         pending.append((dist.isend(x, dst=nxt, tag=i + 1), x))
-                elif vae is not None:
+                elif vae_rank:
                     x = x.contiguous()
                     pending.append((dist.isend(x, dst=world - 1, tag=cfg.steps), x))
                 else:
@@ -130,7 +134,10 @@ def checkpoint_refusal(args, world: int) -> str | None:
 def main(argv=None):
     """Live Avatar TPP throughput under torchrun (random inputs: a timing tool, not an avatar)."""
     from .checkpoint import load_liveavatar
+    from .liveavatar_files import CONFIG
     from .model import CausalDiT, preset
+    from .wan_keys import dit_config
+    from .wan_vae import LiveAvatarDecodeStream, WanVAE
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--checkpoint", help="a Wan2.2-S2V-14B directory; without it, random weights of --preset")
@@ -140,7 +147,7 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=400, help="video width in pixels")
     p.add_argument("--blocks", type=int, default=8, help="blocks of 12 video frames")
     p.add_argument("--vae-rank", action="store_true",
-                   help="the last rank decodes (a small stand-in decoder here; the Wan VAE in the app)")
+                   help="the last rank decodes with the Wan2.1 VAE (random weights without --checkpoint)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per rank")
     args = p.parse_args(argv)
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -164,8 +171,8 @@ def main(argv=None):
     model = None
     if not is_vae:
         if args.checkpoint:
-            model = load_liveavatar(args.checkpoint, args.lora, device=device, dtype=dtype)
-            cfg = model.cfg
+            cfg = dit_config(json.loads((Path(args.checkpoint) / CONFIG).read_text()))
+            model = load_liveavatar(args.checkpoint, args.lora, device=device, dtype=dtype, cfg=cfg)
         else:
             torch.manual_seed(0)
             default = torch.get_default_dtype()
@@ -179,11 +186,17 @@ def main(argv=None):
     inputs = (rand(1, cfg.latent_channels, h, w), rand(1, cfg.motion_latents, cfg.latent_channels, h, w),
               rand(1, 32, cfg.text_dim))
     features = rand(1, 12, cfg.audio_layers, cfg.audio_dim)
-    vae = StreamingVAE(VAEConfig(latent_channels=cfg.latent_channels)).to(device, dtype).eval() if args.vae_rank else None
+    decode = None
+    if is_vae:
+        vae = WanVAE.load(args.checkpoint, device, dtype) if args.checkpoint else WanVAE.random(device, dtype)
+        stream = LiveAvatarDecodeStream(vae)
+        stream.warm_up(inputs[1].transpose(1, 2))                 # (B, C, T, H, W)
+        decode = lambda x0: stream.decode_block(x0.transpose(1, 2))
     streamer = LiveAvatarStreamer(model, LiveAvatarConfig()) if model is not None else None
     dist.barrier()
     start = time.perf_counter()
-    run_liveavatar_pipeline(streamer, *inputs, lambda n: features, args.blocks, vae, LiveAvatarConfig())
+    run_liveavatar_pipeline(streamer, *inputs, lambda n: features, args.blocks, vae_rank=args.vae_rank,
+                            decode=decode, stream_cfg=LiveAvatarConfig())
     if cuda:
         torch.cuda.synchronize()
     dist.barrier()

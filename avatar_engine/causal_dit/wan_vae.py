@@ -120,6 +120,14 @@ class WanVAE:
             raise WanVAEError(f"{path} does not match the Wan2.1 VAE layout: {detail[:400]}") from None
         return cls(model)
 
+    @classmethod
+    def random(cls, device="cpu", dtype=torch.float32, base_dim: int = 96) -> "WanVAE":
+        """The Wan2.1 VAE with random weights (timing without the checkpoint)."""
+        from diffusers import AutoencoderKLWan
+
+        with torch.device(device):
+            return cls(AutoencoderKLWan(base_dim=base_dim, z_dim=16).to(dtype))
+
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """(B, 3, 1 + 4k, H, W) in [-1, 1] → normalised mean latents (B, 16, 1 + k, H/8, W/8)."""
