@@ -1,16 +1,16 @@
 """What a persona may say: each sentence of a reply, checked before it is spoken.
 
-    async with contextlib.aclosing(guarded(sentences(llm.reply(persona, history, text)), history)) as events:
-        async for event in events: ...        # Sentence events fit to speak, then ReplyDone
+    events = guarded(sentences(llm.reply(persona, history, text)), history)   # TextLLM.spoken
+    # Sentence events fit to speak, then ReplyDone
 
 - Markup and markers are taken out: bracketed text (`[interrupted]`, `[laughs]`), tags,
   markdown emphasis, headings and list bullets, emoji. Small models copy what they see
   in the prompt, and a voice would read these out.
 - A reply that starts repeating itself (a sentence it already said, or a run of
   `LOOP_WORDS` words it already said) or says a sentence of an earlier reply again
-  verbatim (or starts one: its first clause) is stopped before that sentence: ReplyDone with finish_reason "repeat", the
-  request closed. The repeat penalty (llm.repeat_penalty) makes this rare; this makes it
-  inaudible.
+  verbatim (or starts one: its first clause) is stopped before that sentence: ReplyDone
+  with finish_reason "repeat", the request closed. The repeat penalty
+  (llm.repeat_penalty) makes this rare; this makes it inaudible.
 """
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ class Ask:
     max_words: int = 40     # a stop request is answered briefly
 
 
-SAYS_ADA = r"\b(?:i'm|i am|my name is|my name's|this is|it's|call me|name is)\s+ada\b|^ada\b"
+SAYS_ADA = r"\b(?:i'm|i am|my name is|my name's|this is|it's|call me|name is|talking to|talking with)\s+ada\b|^ada\b"
 GOODBYE = r"\bbye\b|goodbye|take care|anytime|welcome|see you|pleasure|great day|good day|nice day"
 
 # Dialogues: each starts from an empty history; only follow-ups rely on earlier turns.
