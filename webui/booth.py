@@ -84,7 +84,7 @@ class Booth:
                 raise NoAudioDevice("the microphone stopped sending audio: check that it is plugged in")
             played, self._voice = self._voice[:len(heard)], self._voice[len(heard):]
             played = np.pad(played, (0, len(heard) - len(played)))
-            self.speaker.play(played)
+            self.speaker.play(played)   # waits only while the sound card's buffer is full
             for block in await self.conv.step(heard, played):
                 self._voice = np.concatenate([self._voice, block.audio])[-max_voice:]
                 for viewer in self._viewers:

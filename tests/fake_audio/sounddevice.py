@@ -3,7 +3,7 @@ put first on PYTHONPATH of the app under test.
 
     PERSONA_FAKE_MIC       a WAV the microphone plays in real time (then silence)
     PERSONA_FAKE_SPEAKER   a file that gets everything played, as raw float32
-    PERSONA_FAKE_ECHO      how much of the speaker leaks into the microphone (0.3),
+    PERSONA_FAKE_ECHO      how much of the speaker leaks into the microphone (0.05, -26 dB: a booth microphone facing the user),
                            ECHO_BLOCKS blocks later, as in a room
     PERSONA_FAKE_DEVICES   "none": a machine without sound devices
 """
@@ -17,6 +17,9 @@ from collections import deque
 import numpy as np
 
 ECHO_BLOCKS = 3
+# Like a sound card's buffer, the speaker holds at most this much not yet played; a
+# write waits for room (PortAudio's blocking write), so the echo's delay stays bounded.
+MAX_QUEUED_S = 0.05
 _room: deque[float] = deque()      # what the speaker played, on its way to the mic
 _room_lock = threading.Lock()
 
@@ -46,7 +49,7 @@ class InputStream:
     def __init__(self, samplerate, channels, dtype, blocksize, callback):
         self.rate, self.block, self.callback = int(samplerate), int(blocksize), callback
         self._audio = _mic_audio(self.rate)
-        self._gain = float(os.environ.get("PERSONA_FAKE_ECHO", "0.3"))
+        self._gain = float(os.environ.get("PERSONA_FAKE_ECHO", "0.05"))
         self._running = False
         with _room_lock:
             _room.clear()
@@ -92,8 +95,12 @@ class OutputStream:
         x = np.asarray(data, np.float32).reshape(-1)
         self._file.write(x.tobytes())
         self._file.flush()
-        with _room_lock:
-            _room.extend(x.tolist())
+        while True:
+            with _room_lock:
+                if len(_room) <= MAX_QUEUED_S * self.rate:
+                    _room.extend(x.tolist())
+                    return
+            time.sleep(0.002)
 
     def stop(self):
         pass
