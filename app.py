@@ -20,8 +20,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from config import ConfigError, load_config, tls_files  # noqa: E402
 
-BOOTH_MIC_BACKLOG_BLOCKS = 5   # 100 ms of 20 ms mic blocks; older ones are skipped when behind
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="A face-to-face AI persona with a streaming avatar.")
@@ -101,10 +99,8 @@ def run_web_ui(cfg, booth: bool = False) -> int:
     tls_files(cfg.server)  # before the web stack loads: a bad certificate is a one-line error at once
     devices = None
     if booth:  # opened before the web stack loads: no sound device is a one-line error at once
-        from speech.devices import Microphone, Speaker
-        # A small backlog: the mic block being heard must be close to what the speaker
-        # plays now, or the echo's delay passes what the echo guard searches (0.25 s).
-        devices = (Microphone(cfg.audio.sample_rate, max_blocks=BOOTH_MIC_BACKLOG_BLOCKS), Speaker(cfg.audio.sample_rate))
+        from speech.devices import SoundCard
+        devices = (SoundCard(cfg.audio.sample_rate),)
     from webui import serve
     # calls opening and ending, and why; other libraries only when something is wrong
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
