@@ -134,8 +134,8 @@ def run_web_ui(cfg, booth: bool = False) -> int:
     tls_files(cfg.server)  # before the web stack loads: a bad certificate is a one-line error at once
     devices = None
     if booth:  # opened before the web stack loads: no sound device is a one-line error at once
-        from speech.devices import Microphone, Speaker
-        devices = (Microphone(cfg.audio.sample_rate), Speaker(cfg.audio.sample_rate))
+        from speech.devices import SoundCard
+        devices = (SoundCard(cfg.audio.sample_rate),)
     from webui import serve
     # calls opening and ending, and why; other libraries only when something is wrong
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

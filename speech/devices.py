@@ -1,11 +1,13 @@
-"""Local microphone and speaker for booth mode (sounddevice / PortAudio).
+"""Local microphone and speaker for booth mode (sounddevice / PortAudio): `SoundCard`
+(duplex, what booth mode uses), `Microphone` and `Speaker` (one direction each).
 
-Both raise `NoAudioDevice` with one line to act on when the machine has no sound card,
+All raise `NoAudioDevice` with one line to act on when the machine has no sound card,
 no PortAudio library, or no device of the needed kind (CI machines have none).
 """
 from __future__ import annotations
 
 import queue
+import threading
 
 import numpy as np
 
@@ -86,3 +88,49 @@ class Speaker(_Device):
 
     def play(self, audio: np.ndarray) -> None:
         self._stream.write(np.ascontiguousarray(audio, np.float32).reshape(-1, 1))
+
+
+class SoundCard(_Device):
+    """Microphone and speaker as one duplex stream (booth mode): every block of mic
+    audio comes with exactly what the speaker played during it, the echo reference the
+    VAD needs. The card's clock drives both, so the echo's delay stays fixed even when
+    the consumer falls behind (it then loses mic blocks, never the pairing).
+
+    `play` queues agent voice (bounded: `max_play_s`); the speaker plays silence when
+    none is queued. `read` returns (mic, played) or None after `timeout` seconds.
+    """
+
+    def __init__(self, sample_rate: int = 16000, block_s: float = 0.02, max_blocks: int = 25,
+                 max_play_s: float = 2.0):
+        sd, _ = _device("input")
+        _device("output")
+        self.sample_rate = sample_rate
+        self.block = int(sample_rate * block_s)
+        self.dropped = 0
+        self._q: queue.Queue[tuple[np.ndarray, np.ndarray]] = queue.Queue(maxsize=max_blocks)
+        self._voice = np.zeros(0, np.float32)
+        self._max_voice = int(max_play_s * sample_rate)
+        self._lock = threading.Lock()
+        self._stream = sd.Stream(samplerate=sample_rate, channels=1, dtype="float32", blocksize=self.block,
+                                 callback=self._on_audio)
+
+    def _on_audio(self, indata, outdata, frames, time, status):
+        with self._lock:
+            out, self._voice = self._voice[:frames], self._voice[frames:]
+        played = np.zeros(frames, np.float32)
+        played[:len(out)] = out
+        outdata[:, 0] = played
+        if self._q.full():
+            self.dropped += 1
+            self._q.get_nowait()
+        self._q.put_nowait((indata[:, 0].copy(), played))
+
+    def play(self, audio: np.ndarray) -> None:
+        with self._lock:
+            self._voice = np.concatenate([self._voice, np.asarray(audio, np.float32)])[-self._max_voice:]
+
+    def read(self, timeout: float = 1.0) -> tuple[np.ndarray, np.ndarray] | None:
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None

@@ -1,10 +1,10 @@
 """Booth mode (`python app.py --local`): one conversation through this machine's
 microphone and speaker; the page shows the avatar, its state and the transcript.
 
-The microphone is the clock, as in a web call: each 20 ms block it delivers is one
-tick of the conversation. The agent's voice goes to the speaker one tick at a time,
-and exactly what the speaker was given in a tick is the echo reference for the mic
-audio of that tick (the VAD's echo canceller finds the delay). Pages that open
+The sound card is the clock, as the mic is in a web call: each 20 ms block it delivers
+is one tick of the conversation, paired with what its speaker played during that block,
+the echo reference (the VAD's echo canceller finds the fixed delay of the room). The
+agent's voice is queued to the card as the avatar's blocks come out. Pages that open
 (`/webrtc/watch`) only receive: video, and updates on a data channel.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from agent.headless import summary
 from agent.persona import load_persona
 from config import Config
-from speech.devices import Microphone, NoAudioDevice, Speaker
+from speech.devices import NoAudioDevice, SoundCard
 from webui.shared_stack import SharedStack
 from webui.tracks import AvatarVideoTrack
 from webui.transcript import snapshot
@@ -27,7 +27,6 @@ from webui.transcript import snapshot
 log = logging.getLogger(__name__)
 
 MIC_TIMEOUT_S = 2.0        # a sound card delivers a block every 20 ms
-VOICE_QUEUE_S = 2.0        # agent voice waiting for the speaker, at most
 MAX_VIEWERS = 4
 VIEWER_FRAMES = 4          # frames buffered per viewer (two blocks)
 
@@ -39,14 +38,13 @@ class _Viewer:
 
 
 class Booth:
-    def __init__(self, cfg: Config, shared: SharedStack, peer_connection, mic: Microphone, speaker: Speaker):
-        """`mic`: 20 ms blocks (its default) at the session rate; `speaker` at that rate."""
+    def __init__(self, cfg: Config, shared: SharedStack, peer_connection, card: SoundCard):
+        """`card`: 20 ms blocks (its default) at the session rate."""
         self.cfg, self.shared = cfg, shared
         self._peer_connection = peer_connection     # () → an RTCPeerConnection with the configured ICE servers
-        self.mic, self.speaker = mic, speaker
+        self.card = card
         self.persona = load_persona(cfg.agent.persona)
         self.conv = None
-        self._voice = np.zeros(0, np.float32)        # agent voice not yet given to the speaker
         self._viewers: list[_Viewer] = []
         self.error: str | None = None
 
@@ -61,7 +59,7 @@ class Booth:
         tasks = [asyncio.create_task(self.conv.warm_up(), name="warm-up"),
                  asyncio.create_task(self.conv.greet(self.persona.greeting), name="greeting")]
         try:
-            with self.mic, self.speaker:
+            with self.card:
                 log.info("booth: talking through the local microphone and speaker")
                 await self._loop()
         except NoAudioDevice as e:
@@ -75,18 +73,15 @@ class Booth:
             log.info("booth closed: %s", summary(self.conv.turns))
 
     async def _loop(self) -> None:
-        max_voice = int(VOICE_QUEUE_S * self.cfg.audio.sample_rate)
         while True:
-            heard = self.mic.read(0)   # behind: blocks are waiting, take them without a thread hop
-            if heard is None:
-                heard = await asyncio.to_thread(self.mic.read, MIC_TIMEOUT_S)
-            if heard is None:
+            pair = self.card.read(0)   # behind: blocks are waiting, take them without a thread hop
+            if pair is None:
+                pair = await asyncio.to_thread(self.card.read, MIC_TIMEOUT_S)
+            if pair is None:
                 raise NoAudioDevice("the microphone stopped sending audio: check that it is plugged in")
-            played, self._voice = self._voice[:len(heard)], self._voice[len(heard):]
-            played = np.pad(played, (0, len(heard) - len(played)))
-            self.speaker.play(played)
+            heard, played = pair
             for block in await self.conv.step(heard, played):
-                self._voice = np.concatenate([self._voice, block.audio])[-max_voice:]
+                self.card.play(block.audio)
                 for viewer in self._viewers:
                     viewer.video.push(block.frames)
             self._publish()

@@ -1,9 +1,9 @@
-"""A stand-in for the `sounddevice` package: a virtual sound card for booth-mode tests,
-put first on PYTHONPATH of the app under test.
+"""A stand-in for the `sounddevice` package: a virtual duplex sound card for booth-mode
+tests, put first on PYTHONPATH of the app under test.
 
     PERSONA_FAKE_MIC       a WAV the microphone plays in real time (then silence)
     PERSONA_FAKE_SPEAKER   a file that gets everything played, as raw float32
-    PERSONA_FAKE_ECHO      how much of the speaker leaks into the microphone (0.3),
+    PERSONA_FAKE_ECHO      how much of the speaker leaks into the microphone (0.3, -10 dB),
                            ECHO_BLOCKS blocks later, as in a room
     PERSONA_FAKE_DEVICES   "none": a machine without sound devices
 """
@@ -17,8 +17,6 @@ from collections import deque
 import numpy as np
 
 ECHO_BLOCKS = 3
-_room: deque[float] = deque()      # what the speaker played, on its way to the mic
-_room_lock = threading.Lock()
 
 
 class PortAudioError(Exception):
@@ -42,15 +40,17 @@ def _mic_audio(rate: int) -> np.ndarray:
     return audio if audio.ndim == 1 else audio.mean(axis=1)
 
 
-class InputStream:
+class Stream:
+    """Duplex: every block, the microphone (the WAV plus the room's echo of what the
+    speaker played ECHO_BLOCKS blocks ago) goes in and the speaker's block comes out."""
+
     def __init__(self, samplerate, channels, dtype, blocksize, callback):
         self.rate, self.block, self.callback = int(samplerate), int(blocksize), callback
         self._audio = _mic_audio(self.rate)
         self._gain = float(os.environ.get("PERSONA_FAKE_ECHO", "0.3"))
+        self._speaker = open(os.environ.get("PERSONA_FAKE_SPEAKER", os.devnull), "wb")
+        self._room = deque([np.zeros(self.block, np.float32)] * ECHO_BLOCKS)
         self._running = False
-        with _room_lock:
-            _room.clear()
-            _room.extend([0.0] * ECHO_BLOCKS * self.block)
 
     def start(self):
         self._running = True
@@ -63,40 +63,20 @@ class InputStream:
             delay = t0 + i * self.block / self.rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            block = np.zeros(self.block, np.float32)
+            indata = np.zeros((self.block, 1), np.float32)
             chunk = self._audio[i * self.block:(i + 1) * self.block]
-            block[:len(chunk)] = chunk
-            with _room_lock:
-                n = min(self.block, len(_room))
-                echo = np.array([_room.popleft() for _ in range(n)], np.float32)
-            block[:n] += self._gain * echo
-            self.callback(block.reshape(-1, 1), self.block, None, None)
+            indata[:len(chunk), 0] = chunk
+            indata[:, 0] += self._gain * self._room.popleft()
+            outdata = np.zeros((self.block, 1), np.float32)
+            self.callback(indata, outdata, self.block, None, None)
+            self._room.append(outdata[:, 0].copy())
+            self._speaker.write(outdata[:, 0].tobytes())
+            self._speaker.flush()
             i += 1
 
     def stop(self):
         self._running = False
+        self._thread.join(timeout=1)
 
     def close(self):
-        self._running = False
-
-
-class OutputStream:
-    def __init__(self, samplerate, channels, dtype):
-        self.rate = int(samplerate)
-        self._file = open(os.environ.get("PERSONA_FAKE_SPEAKER", os.devnull), "wb")
-
-    def start(self):
-        pass
-
-    def write(self, data):
-        x = np.asarray(data, np.float32).reshape(-1)
-        self._file.write(x.tobytes())
-        self._file.flush()
-        with _room_lock:
-            _room.extend(x.tolist())
-
-    def stop(self):
-        pass
-
-    def close(self):
-        self._file.close()
+        self._speaker.close()
