@@ -195,7 +195,7 @@ class TurnsConfig:
     # Silence that ends a piece of speech over the agent, so it can be judged.
     backchannel_gap_s: float = number(0.3, 0.05, 2.0)
     # words: speech over the agent this long is a barge-in whatever it says.
-    max_backchannel_s: float = number(1.5, 0.1, 10.0)
+    max_backchannel_s: float = number(2.0, 0.1, 10.0)  # VAD padding and room echo lengthen a 1.2 s "mm-hm"
     # words: a first look this far into the speech catches "wait, stop" said in one breath.
     first_look_s: float = number(0.6, 0.1, 5.0)
     # words: what a backchannel may consist of (hum-like sounds and laughs match by shape).

@@ -41,8 +41,9 @@ from speech.vad import StreamingVAD
 
 log = logging.getLogger(__name__)
 
-# Hum-like sounds however the ASR spells them: mm, mhm, mm-hmm, hmm, uh-huh, ah, oh, ha ha.
-HUM = re.compile(r"^(?:[mhu]*m+[mh]*|u+h+|h+u+h+|a+h+|o+h+|a*(?:h+a+)+h*|e+h+|h+e+h+)$")
+# Hum-like sounds however the ASR spells them: mm, mhm, mm-hmm, hmm, uh-huh, ah, oh, ha ha,
+# hehe, and the bare breaths of a laugh ("HUH-H-H" splits into huh, h, h).
+HUM = re.compile(r"^(?:[mhu]*m+[mh]*|u+h+|h+u+h+|a+h+|o+h+|a*(?:h+a+)+h*|e+h+|(?:h+e+)+h*|h+)$")
 # Stage directions an ASR writes for non-speech: (laughs), [LAUGHTER], *chuckles*.
 NON_SPEECH = re.compile(r"\(.*?\)|\[.*?\]|\*.*?\*")
 # Words a turn does not end on: fillers and words that need something after them.

@@ -22,7 +22,7 @@ from agent.conversation import Conversation
 from avatar_engine.backend import BlankBackend
 from avatar_engine.clocked import ClockedAvatar
 from avatar_engine.runtime import AvatarRuntime
-from config import Config
+from config import Config, load_config
 from speech.timeline import SessionClock, SpeakerTimeline
 
 RATE = 16000
@@ -347,3 +347,13 @@ def test_warming_up_again_during_a_call_leaves_the_vad_alone():
     assert len(resets) == 1
     asyncio.run(conv.warm_up())              # the call's own warm-up, while it listens
     assert len(resets) == 1
+
+
+@pytest.mark.parametrize("text, acknowledges", [
+    ("Mm-hmm.", True), ("Uh-huh.", True), ("Ha ha ha!", True), ("HUH-H-H", True), ("Hehe.", True),
+    ("Yeah, okay.", True), ("(laughs)", True), ("", True),
+    ("Wait, stop.", False), ("Huh, what about Mars?", False), ("Hello there", False)])
+def test_what_counts_as_a_backchannel_is_read_from_the_words(text, acknowledges):
+    from agent.turns import is_backchannel
+    words = frozenset(load_config().turns.backchannel_words)
+    assert is_backchannel(text, words) is acknowledges

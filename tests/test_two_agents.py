@@ -55,12 +55,14 @@ def test_both_voices_are_in_the_mix(recording):
 
 
 def test_each_persona_keeps_its_own_prompt_evaluated(recording):
-    # Each persona has its own LLM server, so a turn evaluates only what is new (~0.2 s
-    # after the ASR). On one shared server every turn re-read the other persona's
-    # replaced prompt and history: 1.5-2.2 s.
+    # Each persona has its own LLM server, so a turn evaluates only what is new: the
+    # other's last reply, ~30-60 tokens, about 1.3 s after the ASR for the 1.5B default
+    # on a quiet 2-core machine (0.2 s for Gemma 270M). On one shared server every turn
+    # re-read the other persona's replaced prompt and history (~400 tokens): several
+    # times that (1.5-2.2 s with Gemma, which reads prompts ~6x faster).
     _, result = recording
     for turn in result["a"]["turns"] + result["b"]["turns"]:
-        assert turn["llm_first_token_s"] - turn["asr_s"] < 1.0, turn
+        assert turn["llm_first_token_s"] - turn["asr_s"] < 2.5, turn
 
 
 def replies(result):
