@@ -120,7 +120,9 @@ class Conversation:
         self.clock.advance(len(mic))
         reply = self._reply
         speaking = reply is not None and self.state is not State.PREPARING and (reply.voiced or bool(self.output.playout))
-        for event in self.detector.push(mic, played, voice_playing=self.output.playing(t), agent_speaking=speaking):
+        said = reply.spoken if reply is not None else ""
+        for event in self.detector.push(mic, played, voice_playing=self.output.playing(t), agent_speaking=speaking,
+                                        agent_said=said):
             self._handle(event)
         await asyncio.sleep(0)  # let the brain's task run between ticks
         reply = self._reply

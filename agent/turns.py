@@ -57,6 +57,14 @@ def is_backchannel(text: str, words: frozenset[str]) -> bool:
     return all(w in words or HUM.match(w) for w in normalize_words(NON_SPEECH.sub(" ", text)))
 
 
+def is_own_echo(text: str, agent_text: str) -> bool:
+    """Every word heard over the agent is one of the words it has just said: its own
+    voice came back through the microphone past the echo guard (open speakers in a
+    booth), not the user taking the turn."""
+    heard = normalize_words(NON_SPEECH.sub(" ", text))
+    return bool(heard) and set(heard) <= set(normalize_words(agent_text))
+
+
 def trails_off(text: str) -> bool:
     """The words stop mid-sentence: a filler or a word that needs a next one, or an
     ellipsis or a dash where the sentence should end."""
@@ -113,6 +121,7 @@ class TurnDetector:
         self.backchannel_words = frozenset(w.lower() for w in cfg.turns.backchannel_words)
         self._start = 0.0                  # onset of the VAD turn in progress
         self._overlap: _Overlap | None = None
+        self._agent_said = ""              # the reply heard so far: its echo is not a barge-in
         self._backchannel = False          # the VAD turn in progress was judged a backchannel
         self._pause: _Pause | None = None
         self._warm = False
@@ -140,10 +149,11 @@ class TurnDetector:
     # ── the tick ──────────────────────────────────────────────────────────────────────
 
     def push(self, mic: np.ndarray, played: np.ndarray | None, *, voice_playing: bool,
-             agent_speaking: bool) -> list[Event]:
+             agent_speaking: bool, agent_said: str = "") -> list[Event]:
         """One tick of mic audio (the clock has passed it). `voice_playing`: agent voice was
         just handed out (echo guard); `agent_speaking`: a reply is being heard, so new
-        speech is an overlap."""
+        speech is an overlap; `agent_said`: what of the reply has played so far."""
+        self._agent_said = agent_said
         out: list[Event] = []
         for v in self.vad.push(mic, played, voice_playing):
             if v.kind == "user_started":
@@ -220,7 +230,7 @@ class TurnDetector:
         if ov.asr is not None and ov.asr.done():
             text = self._asr_text(ov.asr)
             ov.asr = None
-            if not is_backchannel(text, self.backchannel_words):
+            if not (is_backchannel(text, self.backchannel_words) or is_own_echo(text, self._agent_said)):
                 self._barge_in(text, out)
                 return
             if silent >= cfg.backchannel_gap_s and ov.heard_until >= speech_end:

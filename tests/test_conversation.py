@@ -17,6 +17,7 @@ import json
 import numpy as np
 import pytest
 
+from agent.conversation import TICK_S
 from agent.frames import Backchannel, TurnEnded, UserStopped
 from agent.headless import run_conversation, transcript
 from agent.persona import load_persona
@@ -100,8 +101,9 @@ def test_backchannels_do_not_interrupt_and_get_no_answer(session):
         # the reply it came in went on to its end
         turn = [t for t in session.conv.turns if t.user_start < s.onset][-1]
         assert not turn.interrupted and turn.agent_text == turn.reply_text
-        # the agent's voice paused at once: nothing from 300 ms after the onset until it was judged
-        assert not voiced_between(session.blocks, s.onset + 0.3, bc.t)
+        # the agent's voice paused at once: nothing from 300 ms after the onset until it was
+        # judged (the resumed voice plays from the tick the judgement was made in)
+        assert not voiced_between(session.blocks, s.onset + 0.3, bc.t - TICK_S)
     assert all(t.user_text.strip(" .!").lower() not in ("uh-huh", "ha ha ha") for t in session.conv.turns)
 
 

@@ -357,3 +357,11 @@ def test_what_counts_as_a_backchannel_is_read_from_the_words(text, acknowledges)
     from agent.turns import is_backchannel
     words = frozenset(load_config().turns.backchannel_words)
     assert is_backchannel(text, words) is acknowledges
+
+
+@pytest.mark.parametrize("heard, own", [
+    ("The biggest...", True), ("planet Jupiter", True),
+    ("Wait, what about Saturn?", False), ("", False)])
+def test_the_agents_own_words_coming_back_are_not_a_barge_in(heard, own):
+    from agent.turns import is_own_echo
+    assert is_own_echo(heard, "The biggest planet in our solar system is Jupiter.") is own
