@@ -136,17 +136,17 @@ def run_web_ui(cfg, booth: bool = False) -> int:
     if booth:  # opened before the web stack loads: no sound device is a one-line error at once
         from speech.devices import SoundCard
         devices = (SoundCard(cfg.audio.sample_rate),)
-    from webui import serve
+    from transports.web import serve
     # calls opening and ending, and why; other libraries only when something is wrong
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("webui").setLevel(logging.INFO)
+    logging.getLogger("transports").setLevel(logging.INFO)
     serve(cfg, booth=devices)
     return 0
 
 
 def run_headless(cfg, args) -> int:
     import asyncio
-    from agent.headless import run_headless as run
+    from transports.headless import run_headless as run
     if not args.input or not args.output:
         print("error: --headless needs --input user.wav and --output out.mp4", file=sys.stderr)
         return 2
@@ -160,7 +160,7 @@ def run_headless(cfg, args) -> int:
 
 def run_two_agents(cfg, args) -> int:
     import asyncio
-    from agent.two_agents import run_two_agents as run
+    from transports.two_agents import run_two_agents as run
     output = args.output or "two_agents.mp4"
     a, b = args.two_agents
     asyncio.run(run(cfg, a, b, args.turns, args.topic, output, fast=not args.realtime, progress=print))

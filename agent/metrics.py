@@ -153,3 +153,8 @@ def summary(turns) -> dict:
         "breakdown_p50_s": {k: pct([s[k] for s in stages], 0.5) for k in stages[0]} if stages else {},
         "mean_response_s": statistics.mean([r for r in response if r is not None]) if any(response) else None,
     }
+
+
+def transcript(turns, **meta) -> dict:
+    """A session's record as JSON: `meta` (who, which files), every turn, the summary."""
+    return {**meta, "turns": [t.to_json() for t in turns], "summary": summary(turns)}

@@ -26,12 +26,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.headless import run_conversation, transcript  # noqa: E402
+from agent.metrics import transcript  # noqa: E402
 from agent.persona import load_persona  # noqa: E402
 from agent.session import make_conversation, open_stack  # noqa: E402
 from config import load_config  # noqa: E402
 from speech.espeak import VOICES, Room, speak  # noqa: E402
 from speech.synthetic import Cue, ScriptedUser  # noqa: E402
+from transports.headless import run_conversation  # noqa: E402
 
 QUESTIONS = [
     "Why is the sky blue?", "How far away is the moon?", "What is a black hole?",
@@ -72,7 +73,7 @@ async def run(questions: int, barge_ins: int, out: Path | None, config: str | No
         conv = make_conversation(stack, load_persona(cfg.agent.persona))
         await run_conversation(conv, user, None, fast=True, max_s=900,
                                progress=lambda m: print(m, file=sys.stderr))
-    result = transcript(conv)
+    result = transcript(conv.turns)
     if out:
         out.write_text(json.dumps(result, indent=2))
     return list(conv.turns)

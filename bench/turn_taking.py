@@ -36,7 +36,6 @@ from agent.brain import LocalVoice, UserText  # noqa: E402
 from agent.conversation import Conversation  # noqa: E402
 from agent.events import ReplyDone  # noqa: E402
 from agent.frames import Backchannel, BargeIn, UserStopped  # noqa: E402
-from agent.headless import run_conversation  # noqa: E402
 from agent.history import History  # noqa: E402
 from agent.persona import load_persona  # noqa: E402
 from avatar_engine.backend import BlankBackend  # noqa: E402
@@ -46,6 +45,7 @@ from config import load_config  # noqa: E402
 from speech.espeak import VOICES, Room, speak  # noqa: E402
 from speech.synthetic import Cue, ScriptedUser  # noqa: E402
 from speech.timeline import SessionClock, SpeakerTimeline  # noqa: E402
+from transports.headless import run_conversation  # noqa: E402
 
 RATE = 16000
 PAUSE, PAUSE_S = " / ", 0.6

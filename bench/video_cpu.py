@@ -2,7 +2,7 @@
 
 For each option the portrait backend renders `--seconds` of speaking video at the
 stream size (Piper speech with phonemes, as in a reply) and aiortc's own encoder for
-the codec encodes every frame at 25 fps, as `webui/tracks.py` hands them over. Printed:
+the codec encodes every frame at 25 fps, as `transports/web/tracks.py` hands them over. Printed:
 the CPU time per second of video, as % of one core (render, encode, total), and the
 total's ratio to today's path (VP8 at 512×512). Encoders run in this process's threads;
 CPU time (not wall time) is counted, so other load on a shared machine does not

@@ -19,12 +19,13 @@ import pytest
 
 from agent.conversation import TICK_S
 from agent.frames import Backchannel, TurnEnded, UserStopped
-from agent.headless import run_conversation, transcript
+from agent.metrics import transcript
 from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer, read_mp4
 from speech.espeak import VOICES, Room, speak
 from speech.synthetic import Cue, ScriptedUser
+from transports.headless import run_conversation
 
 PAUSE = " / "          # in a line: 0.6 s of silence, mid-sentence
 PAUSE_S = 0.6
@@ -69,7 +70,7 @@ def session(cfg, tmp_path_factory):
                 await run_conversation(conv, user, writer, fast=True, max_s=300)
             return conv
     conv = asyncio.run(main())
-    result = transcript(conv, persona="ada")
+    result = transcript(conv.turns, persona="ada")
     (out.with_suffix(".json")).write_text(json.dumps(result, indent=2))
     return dataclasses.make_dataclass("S", ["conv", "user", "blocks", "mp4", "result", "events"])(
         conv, user, blocks, out, result, events)

@@ -8,11 +8,11 @@ import socket
 import pytest
 
 from agent.conversation import APOLOGY, State
-from agent.headless import run_conversation
 from agent.omni import OmniClient
 from agent.persona import load_persona
 from agent.session import Stack, make_conversation
 from speech.synthetic import Cue, ScriptedUser
+from transports.headless import run_conversation
 from omni_server import GOOD_KEY, FakeOmniServer
 
 KEY_ENV = "TEST_OMNI_KEY"

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from agent.brain import Speech, UserText
+from agent.conversation import Conversation
 from agent.events import ReplyDone
 from agent.frames import Backchannel, BargeIn, Interruption, ReplyEnded, State, StateChanged
 from agent.history import History
-from agent.conversation import Conversation
 from avatar_engine.backend import BlankBackend
 from avatar_engine.clocked import ClockedAvatar
 from avatar_engine.runtime import AvatarRuntime
@@ -311,8 +311,8 @@ def test_a_web_call_drops_what_its_tracks_hold_on_an_interruption():
     from aiortc import RTCPeerConnection
 
     from agent.persona import load_persona
-    from webui.call import Call
-    from webui.recording import Recordings
+    from transports.web.call import Call
+    from transports.web.recording import Recordings
 
     conv, _ = make()
 

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from config import ConfigError, load_config, tls_files
 from test_webui import ROOT
-from webui.server import build_app
+from transports.web.server import build_app
 
 
 def self_signed(folder) -> tuple:

@@ -22,9 +22,9 @@ import pytest
 from config import load_config, to_yaml
 from speech import synthetic
 from speech.audio import write_wav
-from webui.calls import CallRefused, Calls
-from webui.recording import MAX_KEPT, Recordings
-from webui.shared_stack import SharedStack
+from transports.web.calls import CallRefused, Calls
+from transports.web.recording import MAX_KEPT, Recordings
+from transports.web.shared_stack import SharedStack
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/lib/chromium/chromium")

@@ -20,14 +20,14 @@ from aiortc import RTCSessionDescription
 
 from agent.persona import load_persona, persona_ids
 from agent.session import SESSION_RATE, make_conversation
-from agent.two_agents import opening_line, talk, two_agent_transcript, with_topic
 from avatar_engine.media import MP4Writer
 from avatar_engine.reference import MAX_FILE_MB, ReferenceImageError
-from webui.calls import CallRefused, checked_backend, peer_connection
-from webui.recording import Recordings
-from webui.shared_stack import SharedStack
-from webui.tracks import AvatarVideoTrack, VoiceTrack
-from webui.transcript import snapshot
+from transports.two_agents import opening_line, talk, two_agent_transcript, with_topic
+from transports.web.calls import CallRefused, checked_backend, peer_connection
+from transports.web.recording import Recordings
+from transports.web.shared_stack import SharedStack
+from transports.web.tracks import AvatarVideoTrack, VoiceTrack
+from transports.web.transcript import snapshot
 
 log = logging.getLogger(__name__)
 

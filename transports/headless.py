@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from agent.conversation import Conversation
-from agent.metrics import summary
+from agent.metrics import transcript
 from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer
@@ -123,10 +123,6 @@ async def run_conversation(conv: Conversation, user, writer: MP4Writer | None, *
     await conv.close()
 
 
-def transcript(conv: Conversation, **meta) -> dict:
-    return {**meta, "turns": [t.to_json() for t in conv.turns], "summary": summary(conv.turns)}
-
-
 async def run_headless(cfg: Config, input_wav: str | Path, output_mp4: str | Path, *, fast: bool = False,
                        progress: Callable[[str], None] = log.info) -> dict:
     """The whole loop from a WAV to an MP4 + `<output>.json`. Returns the transcript dict."""
@@ -138,7 +134,7 @@ async def run_headless(cfg: Config, input_wav: str | Path, output_mp4: str | Pat
         size = cfg.avatar.size
         with MP4Writer(output_mp4, cfg.avatar.fps, size, size, SESSION_RATE) as writer:
             await run_conversation(conv, WavUser(mic), writer, fast=fast, progress=progress)
-    result = transcript(conv, input=str(input_wav), output=str(output_mp4), persona=persona.id,
+    result = transcript(conv.turns, input=str(input_wav), output=str(output_mp4), persona=persona.id,
                         mode=cfg.agent.mode, input_seconds=len(mic) / SESSION_RATE)
     Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result

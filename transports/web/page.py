@@ -12,7 +12,7 @@ import html
 import gradio as gr
 
 from agent.persona import load_persona, persona_ids
-from webui.shared_stack import SharedStack
+from transports.web.shared_stack import SharedStack
 
 STATUS_POLL_S = 0.25
 

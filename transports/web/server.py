@@ -12,13 +12,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from config import Config, tls_files
-from webui.booth import Booth
-from webui.calls import Calls, peer_connection
-from webui.page import build_page
-from webui.recording import Recordings
-from webui.shared_stack import SharedStack
-from webui.signaling import signaling_routes
-from webui.two_agents import TwoAgents
+from transports.booth import Booth
+from transports.web.calls import Calls, peer_connection
+from transports.web.page import build_page
+from transports.web.recording import Recordings
+from transports.web.shared_stack import SharedStack
+from transports.web.signaling import signaling_routes
+from transports.web.two_agents import TwoAgents
 
 STATIC = Path(__file__).with_name("static")
 

@@ -17,9 +17,9 @@ from agent.persona import Persona, load_persona, persona_ids
 from agent.session import Stack, make_backend, make_conversation
 from avatar_engine.reference import ReferenceImageError, load_reference
 from config import Config
-from webui.call import Call, CallError
-from webui.recording import Recordings
-from webui.shared_stack import SharedStack
+from transports.web.call import Call, CallError
+from transports.web.recording import Recordings
+from transports.web.shared_stack import SharedStack
 
 log = logging.getLogger(__name__)
 

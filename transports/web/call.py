@@ -13,7 +13,7 @@ the tracks and the peer connection are closed, whichever way it ended.
 From the page, on the data channel: "interrupt" (the Interrupt button: the reply stops
 as on a barge-in, and what the tracks still hold is dropped), "record:on" / "record:off"
 (the Record switch: an MP4 of the call, announced with its download URL when it ends).
-Over HTTP (webui/signaling.py): a new portrait, `use_backend`.
+Over HTTP (transports/web/signaling.py): a new portrait, `use_backend`.
 """
 from __future__ import annotations
 
@@ -28,13 +28,12 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from agent.conversation import Conversation
 from agent.frames import Interruption
-from agent.headless import transcript
-from agent.metrics import summary
+from agent.metrics import summary, transcript
 from agent.persona import Persona
 from speech.audio import StreamResampler
-from webui.recording import Recorder, Recordings
-from webui.tracks import AvatarVideoTrack, MicBacklog, VoiceTrack, mic_samples
-from webui.transcript import snapshot
+from transports.web.recording import Recorder, Recordings
+from transports.web.tracks import AvatarVideoTrack, MicBacklog, VoiceTrack, mic_samples
+from transports.web.transcript import snapshot
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +179,7 @@ class Call:
         await asyncio.to_thread(recorder.close)
         # the turns on the recording's clock: session times minus `start_s`
         recorder.path.with_suffix(".json").write_text(json.dumps(
-            transcript(self.conv, persona=self.persona.id, start_s=recorder.start_s), indent=2))
+            transcript(self.conv.turns, persona=self.persona.id, start_s=recorder.start_s), indent=2))
         self._send({"type": "recording", "state": "off", "url": f"recordings/{recorder.path.name}",
                     "transcript": f"recordings/{recorder.path.stem}.json", "seconds": round(recorder.seconds, 2)})
 

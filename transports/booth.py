@@ -16,13 +16,13 @@ import logging
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from agent.headless import summary
+from agent.metrics import summary
 from agent.persona import load_persona
 from config import Config
 from speech.devices import NoAudioDevice, SoundCard
-from webui.shared_stack import SharedStack
-from webui.tracks import AvatarVideoTrack
-from webui.transcript import snapshot
+from transports.web.shared_stack import SharedStack
+from transports.web.tracks import AvatarVideoTrack
+from transports.web.transcript import snapshot
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Booth:
 
     async def run(self) -> None:
         """Wait for the models, then converse until cancelled."""
-        from webui.calls import conversation
+        from transports.web.calls import conversation
         while self.shared.stack is None:
             if self.shared.error:
                 return

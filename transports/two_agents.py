@@ -24,12 +24,13 @@ import numpy as np
 
 from agent.conversation import TICK_S, Conversation
 from agent.frames import State
-from agent.headless import Loudspeaker, Pacer, transcript
+from agent.metrics import transcript
 from agent.persona import load_persona
 from agent.session import SESSION_RATE, make_conversation, open_stack
 from avatar_engine.media import MP4Writer
 from config import Config
 from speech.timeline import TALK
+from transports.headless import Loudspeaker, Pacer
 
 log = logging.getLogger(__name__)
 MAX_TWO_AGENT_S = 1800.0
@@ -116,8 +117,8 @@ async def talk(conv_a: Conversation, conv_b: Conversation, opening: str, turns: 
 def two_agent_transcript(conv_a, conv_b, pa, pb, topic: str, output: str | Path, talked: "Talked") -> dict:
     """Both transcripts, when each voice is heard in the recording and how long both are at once."""
     spoken_a, spoken_b = talked.voice_a.spans, talked.voice_b.spans
-    return {"a": {**transcript(conv_a, persona=pa.id), "voice": spoken_a},
-            "b": {**transcript(conv_b, persona=pb.id), "voice": spoken_b},
+    return {"a": {**transcript(conv_a.turns, persona=pa.id), "voice": spoken_a},
+            "b": {**transcript(conv_b.turns, persona=pb.id), "voice": spoken_b},
             "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": talked.late_clauses_s,
             "topic": topic, "output": str(output)}
 
@@ -132,7 +133,7 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
         with MP4Writer(output_mp4, cfg.avatar.fps, 2 * size, size, SESSION_RATE) as writer:
             talked = await talk(conv_a, conv_b, opening_line(pa, topic), turns, writer.write,
                                 fast=fast, progress=progress)
-    result = two_agent_transcript(conv_a, conv_b, pa, pb, topic, output_mp4, talked)
+    result = two_agent_transcript(conv_a.turns, conv_b, pa, pb, topic, output_mp4, talked)
     Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result
 

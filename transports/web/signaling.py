@@ -17,10 +17,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
 from avatar_engine.reference import MAX_FILE_MB
-from webui.booth import Booth
-from webui.calls import CallRefused, Calls
-from webui.recording import Recordings
-from webui.two_agents import TwoAgents
+from transports.booth import Booth
+from transports.web.calls import CallRefused, Calls
+from transports.web.recording import Recordings
+from transports.web.two_agents import TwoAgents
 
 
 class Offer(BaseModel):
