@@ -5,7 +5,7 @@
         ...
 
 What it takes care of:
-- start `python -m llama_cpp.server` on 127.0.0.1 and a free port (or `llm.port`), and
+- start llama.cpp's server (`agent/llama_server_main.py`: AMX kept out) on 127.0.0.1 and a free port (or `llm.port`), and
   wait until `/v1/models` answers, bounded by `llm.start_timeout_s`, logging progress;
 - a taken port, a crash while loading, a timeout, a base model asked to chat →
   `LLMServerError`, one line;
@@ -51,6 +51,8 @@ MAX_RESTARTS = 3
 RESTART_WINDOW_S = 600.0
 WATCH_INTERVAL_S = 0.25
 STOP_GRACE_S = 5.0
+# Run by path: it must start whatever the working directory.
+LAUNCHER = Path(__file__).with_name("llama_server_main.py")
 
 
 class LLMServerError(RuntimeError):
@@ -153,7 +155,7 @@ class LocalLLMServer:
         if not _port_free(self.port):
             raise LLMServerError(f"port {self.port} on {HOST} is already in use; set llm.port: 0 "
                                  "in config.yaml for a free port, or stop what is using it")
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path),
+        cmd = [sys.executable, str(LAUNCHER), "--model", str(self.model_path),
                "--model_alias", self.model_alias, "--host", HOST, "--port", str(self.port),
                # Reading the prompt too: its own default is every core, busy on a shared machine.
                "--n_ctx", str(self.n_ctx), "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads),

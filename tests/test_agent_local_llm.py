@@ -326,3 +326,11 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"  # a zombie is dead, just not reaped
     except FileNotFoundError:
         return False
+
+
+def test_amx_is_read_from_the_cpu_flags(tmp_path):
+    from agent.llama_server_main import cpu_has_amx
+    (tmp_path / "with").write_text("flags\t\t: fpu avx2 avx512f amx_bf16 amx_tile amx_int8\n")
+    (tmp_path / "without").write_text("flags\t\t: fpu avx2 avx512f\n")
+    assert cpu_has_amx(tmp_path / "with") and not cpu_has_amx(tmp_path / "without")
+    assert not cpu_has_amx(tmp_path / "missing")

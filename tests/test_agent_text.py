@@ -208,6 +208,11 @@ def test_persona_image_path_is_resolved(tmp_path):
     ("Sunlight bounces off the air, and blue light", "Sunlight bounces off the air,", "and blue light"),
     ("Yes, sunlight bounces off the air", None, "Yes, sunlight bounces off the air"),  # too short a clause
     ("No break here yet", None, "No break here yet"),
+    # no comma: the first phrase boundary after four words
+    ("Jupiter is the biggest planet in our solar", "Jupiter is the biggest planet", "in our solar"),
+    ("Jupiter is the biggest planet in", None, "Jupiter is the biggest planet in"),  # "in" or "inside"?
+    ("The sky looks blue because sunlight", "The sky looks blue", "because sunlight"),
+    ("Bees make it in hives", None, "Bees make it in hives"),  # too short a phrase
 ])
 def test_first_clause(text, clause, rest):
     from agent.text_llm import first_clause

@@ -133,7 +133,7 @@ async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, ou
         with MP4Writer(output_mp4, cfg.avatar.fps, 2 * size, size, SESSION_RATE) as writer:
             talked = await talk(conv_a, conv_b, opening_line(pa, topic), turns, writer.write,
                                 fast=fast, progress=progress)
-    result = two_agent_transcript(conv_a.turns, conv_b, pa, pb, topic, output_mp4, talked)
+    result = two_agent_transcript(conv_a, conv_b, pa, pb, topic, output_mp4, talked)
     Path(output_mp4).with_suffix(".json").write_text(json.dumps(result, indent=2))
     return result
 
