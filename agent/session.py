@@ -99,9 +99,10 @@ def _prepare_avatar(cfg: Config) -> None:
 
 
 def make_brain(stack: Stack, persona: Persona, seat: int = 0) -> Brain:
+    tts = stack.tts.with_formants(persona.voice_formant)   # the persona's own vocal tract
     if stack.omni is not None:
-        return OmniBrain(stack.omni, stack.tts, persona, SESSION_RATE, asr=stack.asr)
-    return CascadeBrain(stack.asr, stack.llms[seat], stack.tts, persona, SESSION_RATE)
+        return OmniBrain(stack.omni, tts, persona, SESSION_RATE, asr=stack.asr)
+    return CascadeBrain(stack.asr, stack.llms[seat], tts, persona, SESSION_RATE)
 
 
 def reference_image(cfg: Config, persona: Persona) -> np.ndarray:
