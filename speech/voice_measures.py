@@ -55,3 +55,13 @@ def _mean_envelope(audio: np.ndarray, rate: int) -> np.ndarray:
     semitones = np.arange(-8, 12 * np.log2(BAND_HZ[1] / BAND_HZ[0]) + 8 + STEP / 2, STEP)
     hz = BAND_HZ[0] * 2 ** (semitones / 12)
     return np.interp(hz, np.fft.rfftfreq(n, 1 / rate), envelope)
+
+
+def compare_voices(audio: np.ndarray, rate: int, spans_a: list, spans_b: list) -> dict:
+    """Two speakers of one recording, each heard in its own [start, end] spans (seconds):
+    the pitch of each, and how far B's formants sit above A's."""
+    def voice(spans) -> np.ndarray:
+        return np.concatenate([audio[int(t0 * rate):int(t1 * rate)] for t0, t1 in spans] or [np.zeros(0, np.float32)])
+    a, b = voice(spans_a), voice(spans_b)
+    return {"pitch_hz": [round(pitch_hz(a, rate), 1), round(pitch_hz(b, rate), 1)],
+            "formants_b_above_a": round(formant_shift_semitones(a, rate, b, rate), 1)}
