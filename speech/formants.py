@@ -29,10 +29,13 @@ def shift_formants(audio: np.ndarray, rate: int, factor: float) -> np.ndarray:
     spectra = np.fft.rfft(frames * window, axis=1)
     log_mag = np.log(np.abs(spectra) + FLOOR)
     envelope = log_envelope(log_mag, rate)
-    bins = np.arange(log_mag.shape[1])
-    # the new envelope at bin k is the old one at k / factor (clamped at the band's edge)
-    source = np.clip(bins / factor, 0, bins[-1])
-    warped = np.stack([np.interp(source, bins, e) for e in envelope])
+    # the new envelope at bin k is the old one at k / factor (clamped at the band's
+    # edge), interpolated between the two bins around it
+    top = log_mag.shape[1] - 1
+    source = np.clip(np.arange(top + 1) / factor, 0, top)
+    below = np.minimum(source.astype(int), top - 1)
+    weight = source - below
+    warped = envelope[:, below] * (1 - weight) + envelope[:, below + 1] * weight
     gain = np.exp(warped - envelope)
     out = np.fft.irfft(spectra * gain, n=n, axis=1) * window
     # a formant moved onto a strong harmonic can peak a little past full scale
@@ -63,11 +66,13 @@ def _frames(audio: np.ndarray, n: int, hop: int) -> tuple[np.ndarray, int]:
 
 
 def _overlap_add(frames: np.ndarray, window: np.ndarray, hop: int, length: int) -> np.ndarray:
-    """Frames summed back in place, divided by the summed squared window (the input's
-    leading pad of one window is dropped)."""
-    n = frames.shape[1]
-    out, norm = np.zeros(length), np.zeros(length)
-    for i, frame in enumerate(frames):
-        out[i * hop: i * hop + n] += frame
-        norm[i * hop: i * hop + n] += window ** 2
-    return (out / np.maximum(norm, FLOOR))[n:]
+    """Frames summed back in place, divided by the summed squared window, the input's
+    leading pad of one window dropped. Inside the padding every sample has the same
+    number of frames over it, so the divisor repeats with each hop."""
+    count, n = frames.shape
+    quarters = n // hop                      # frames over each sample
+    out = np.zeros((count + quarters - 1, hop))
+    for q in range(quarters):               # each frame's q-th hop lands q hops on
+        out[q:q + count] += frames[:, q * hop:(q + 1) * hop]
+    out /= np.maximum((window.astype(np.float64) ** 2).reshape(quarters, hop).sum(axis=0), FLOOR)
+    return out.reshape(-1)[n:length]
