@@ -3,8 +3,10 @@
     name: Ada                         # how the persona calls itself
     system_prompt: You are Ada, ...
     greeting: Hi, I'm Ada! ...
-    voice: {piper: en_US-joe-medium, pitch: 3, omni: Chelsie}   # cascade TTS voice, its
-                                      # pitch in semitones (-6 … 6, optional) / omni voice
+    voice: {piper: en_US-joe-medium, pitch: 5, formant: 1.5, omni: Chelsie}
+                                      # cascade TTS voice, its pitch and formants in
+                                      # semitones (-6 … 6, optional; formants move with
+                                      # the pitch unless set) / omni voice
     image: astronaut                  # or a path relative to prompts/
     examples:                         # few-shot turns: base models learn the style here
       - {user: ..., assistant: ...}
@@ -25,7 +27,7 @@ from agent.history import History
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 ASTRONAUT = "astronaut"
 USER_LABEL = "User:"
-# Beyond half an octave the shifted voice starts to sound like a cartoon.
+# Beyond half an octave the shifted voice (pitch or formants) starts to sound like a cartoon.
 MAX_PITCH = 6
 
 
@@ -49,6 +51,7 @@ class Persona:
     omni_voice: str | None   # None: use omni.voice from the config
     voice_pitch: float       # semitones: one bundled Piper voice, several personas
     image: str               # "astronaut" or an absolute path
+    voice_formant: float | None = None   # semitones (vocal tract); None: with the pitch
     examples: tuple[Example, ...] = ()
 
     def chat_messages(self, history: History) -> list[dict]:
@@ -122,13 +125,19 @@ def load_persona(name_or_path: str | Path, prompts_dir: Path = PROMPTS_DIR) -> P
     if ":" in name or f"{name}:" == USER_LABEL:  # it labels the persona's lines in a transcript
         raise PersonaError(f"{where}: name must not contain ':' or be 'User', got {name!r}")
     voice = raw.get("voice")
-    if not isinstance(voice, dict) or set(voice) - {"piper", "pitch", "omni"}:
-        raise PersonaError(f"{where}: voice must be a mapping with keys piper, pitch and omni (optional), "
+    if not isinstance(voice, dict) or set(voice) - {"piper", "pitch", "formant", "omni"}:
+        raise PersonaError(f"{where}: voice must be a mapping with keys piper, pitch, formant and omni (optional), "
                            f"got {voice!r}")
-    pitch = voice.get("pitch", 0)
-    if isinstance(pitch, bool) or not isinstance(pitch, (int, float)) or not -MAX_PITCH <= pitch <= MAX_PITCH:
-        raise PersonaError(f"{where}: voice.pitch must be a number of semitones in [-{MAX_PITCH}, {MAX_PITCH}], "
-                           f"got {pitch!r}")
+
+    def semitones(key: str) -> float | None:
+        value = voice.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not -MAX_PITCH <= value <= MAX_PITCH):
+            raise PersonaError(f"{where}: voice.{key} must be a number of semitones in [-{MAX_PITCH}, {MAX_PITCH}], "
+                               f"got {value!r}")
+        return None if value is None else float(value)
+
+    pitch, formant = semitones("pitch"), semitones("formant")
     examples = raw.get("examples") or []
     if not isinstance(examples, list):
         raise PersonaError(f"{where}: examples must be a list of {{user, assistant}} pairs")
@@ -145,8 +154,9 @@ def load_persona(name_or_path: str | Path, prompts_dir: Path = PROMPTS_DIR) -> P
         greeting=greeting,
         piper_voice=text(voice, "piper", "voice.piper"),
         omni_voice=text(voice, "omni", "voice.omni", required=False),
-        voice_pitch=float(pitch),
+        voice_pitch=pitch or 0.0,
         image=_image(raw.get("image", ASTRONAUT), path.parent, where),
+        voice_formant=formant,
         examples=tuple(pairs),
     )
 

@@ -1,5 +1,6 @@
 """Speech stack speed: VAD per 32 ms chunk, ASR real-time factor, TTS real-time factor and
-time to first audio. Prints each figure with its ratio to the reference it must beat.
+time to first audio, and what each persona's voice (its pitch and formants) adds to a
+sentence. Prints each figure with its ratio to the reference it must beat.
 
     python bench/speech.py [--repeats 5]
 """
@@ -15,9 +16,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.persona import load_persona  # noqa: E402
 from config import load_config  # noqa: E402
 from speech.asr import ASR, word_error_rate  # noqa: E402
 from speech.audio import resample  # noqa: E402
+from speech.formants import shift_formants  # noqa: E402
 from speech.tts import TTS  # noqa: E402
 from speech.vad import FRAME_SAMPLES, StreamingVAD  # noqa: E402
 
@@ -68,6 +71,26 @@ def bench_tts(tts: TTS, repeats: int) -> dict:
     return dict(tts_first_s=statistics.median(first), tts_rtf=statistics.median(rtf))
 
 
+def bench_voice(tts: TTS, persona_id: str, repeats: int) -> dict:
+    """First audio in the persona's voice, and the formant move's own cost per sentence
+    (timed apart from Piper, on the sentences as Piper made them)."""
+    p = load_persona(persona_id)
+    voiced = tts.with_formants(p.voice_formant)
+    factor = 1.0 if p.voice_formant is None else 2 ** ((p.voice_formant - p.voice_pitch) / 12)
+    first, added, sentence = [], [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        next(iter(voiced.stream(TEXT, pitch=p.voice_pitch)))
+        first.append(time.perf_counter() - t)
+        for chunk in tts.stream(TEXT, pitch=p.voice_pitch):
+            t = time.perf_counter()
+            shift_formants(chunk.audio, chunk.sample_rate, factor)
+            added.append(time.perf_counter() - t)
+            sentence.append(chunk.seconds)
+    return dict(name=p.name, pitch=p.voice_pitch, formant=p.voice_formant, first_s=statistics.median(first),
+                added_ms=statistics.median(added) * 1e3, sentence_s=statistics.median(sentence))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -87,6 +110,11 @@ def main() -> None:
     print(f"TTS Piper joe  RTF {r['tts_rtf']:.3f} ({1 / r['tts_rtf']:.1f}x real time), "
           f"first audio after {r['tts_first_s'] * 1e3:.0f} ms "
           f"= {r['tts_first_s'] / 0.2:.2f} of a 200 ms budget")
+    for persona_id in ("ada", "juno"):
+        v = bench_voice(tts, persona_id, args.repeats)
+        print(f"voice {v['name']:<8} pitch {v['pitch']:+g}, formants {v['formant']:+g}: first audio after "
+              f"{v['first_s'] * 1e3:.0f} ms = {v['first_s'] / 0.2:.2f} of 200 ms; the formant move adds "
+              f"{v['added_ms']:.1f} ms to a {v['sentence_s']:.1f} s sentence = {v['added_ms'] / 20:.2f} of a 20 ms allowance")
 
 
 if __name__ == "__main__":

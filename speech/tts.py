@@ -4,11 +4,16 @@ Each `SpeechChunk` is one sentence: its PCM, sample rate, and the phonemes with 
 times inside the chunk (Piper's alignments), which the avatar turns into visemes.
 Synthesis is cancellable between sentences; a sentence takes ~5 % of its duration to
 make, so a cancel lands within a few tens of milliseconds.
+
+One bundled voice makes several speakers: `pitch` moves the voice up or down, and
+`with_formants` gives a persona its own vocal tract (speech/formants.py), so two
+personas differ in timbre, not only in pitch.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import threading
 from dataclasses import dataclass, replace
@@ -19,6 +24,7 @@ import numpy as np
 
 import assets
 from config import TTSConfig
+from speech.formants import shift_formants
 from speech.timeline import Phoneme
 
 
@@ -72,6 +78,15 @@ class TTS:
         self.voice = load_piper_voice(model, config, cfg.threads)
         self.sample_rate = self.voice.config.sample_rate
         self._syn = SynthesisConfig(length_scale=cfg.length_scale, volume=cfg.volume)
+        self.formants: float | None = None   # see with_formants
+
+    def with_formants(self, semitones: float | None) -> "TTS":
+        """This TTS, sharing its loaded voice, with every sentence's formants `semitones`
+        above the voice's own (below when negative), whatever the pitch. None: the
+        formants move with the pitch, as when one speaker's recording is sped up."""
+        voiced = copy.copy(self)
+        voiced.formants = semitones
+        return voiced
 
     def stream(self, text: str, cancel: threading.Event | None = None, *,
                pitch: float = 0.0) -> Iterator[SpeechChunk]:
@@ -79,14 +94,16 @@ class TTS:
 
         `pitch` (semitones) gives one bundled voice several: the sentence is spoken
         `factor` times slower and labelled `factor` times the voice's rate, so it plays
-        back as long as before, higher (or lower) by `pitch` semitones."""
+        back as long as before, higher (or lower) by `pitch` semitones, formants and
+        all; the formants are then moved back to `self.formants`, if set."""
         factor = 2 ** (pitch / 12)
+        formant_factor = 1.0 if self.formants is None else 2 ** ((self.formants - pitch) / 12)
         syn = self._syn if pitch == 0 else replace(self._syn, length_scale=self.cfg.length_scale * factor)
         rate = round(self.sample_rate * factor)
         for chunk in self.voice.synthesize(text, syn, include_alignments=True):
             if cancel is not None and cancel.is_set():
                 return
-            audio = chunk.audio_float_array
+            audio = shift_formants(chunk.audio_float_array, rate, formant_factor)
             phonemes = phonemes_from_alignment(chunk.phoneme_alignments or (), rate)
             yield SpeechChunk(audio, rate, phonemes)
 

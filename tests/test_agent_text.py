@@ -147,8 +147,8 @@ def test_three_distinct_personas_ship():
     personas = [load_persona(i) for i in ids]
     assert len({p.system_prompt for p in personas}) == len({p.name for p in personas}) == len(ids)
     assert len({p.omni_voice for p in personas}) == len(ids)
-    # one bundled Piper voice, told apart by pitch
-    assert len({(p.piper_voice, p.voice_pitch) for p in personas}) == len(ids)
+    # one bundled Piper voice, told apart by pitch and formants
+    assert len({(p.piper_voice, p.voice_pitch, p.voice_formant) for p in personas}) == len(ids)
     assert len({p.image for p in personas}) == len(ids)  # each its own face
     for p in personas:
         assert p.greeting and p.piper_voice and p.image and len(p.examples) >= 2
@@ -181,6 +181,8 @@ def test_completion_prompt_is_a_few_shot_transcript_with_a_stable_prefix():
      "x.yaml: name must not contain ':' or be 'User', got 'Dr: X'"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v, pitch: 9}\n",
      "x.yaml: voice.pitch must be a number of semitones in [-6, 6], got 9"),
+    ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v, formant: high}\n",
+     "x.yaml: voice.formant must be a number of semitones in [-6, 6], got 'high'"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v}\nimage: nope.png\n", "x.yaml: image nope.png not found"),
     ("name: X\nsystem_prompt: s\ngreeting: g\nvoice: {piper: v}\nexamples: [{user: hi}]\n",
      "x.yaml: examples[0] must have exactly the keys user and assistant"),

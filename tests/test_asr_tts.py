@@ -1,12 +1,16 @@
 """ASR word error rate on synthesized speech; TTS streaming, alignments, cancel."""
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pytest
 
+from agent.persona import load_persona
 from speech.asr import word_error_rate
 from speech.audio import resample
+from speech.formants import shift_formants
+from speech.voice_measures import formant_shift_semitones, pitch_hz
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 
@@ -80,22 +84,6 @@ def test_tts_speech_is_understood_by_asr(tts, asr):
     assert word_error_rate("Good morning, my name is Ada.", text) <= 0.2, text
 
 
-def median_f0(audio: np.ndarray, rate: int) -> float:
-    """Median pitch of the voiced 40 ms frames, by autocorrelation (60-400 Hz)."""
-    n, lo, hi = int(0.04 * rate), int(rate / 400), int(rate / 60)
-    loud = np.percentile(np.abs(audio), 90) * 0.3
-    f0 = []
-    for start in range(0, len(audio) - n, n // 2):
-        x = audio[start:start + n] - audio[start:start + n].mean()
-        if np.abs(x).max() < loud:
-            continue
-        ac = np.correlate(x, x, "full")[n - 1:]
-        lag = lo + int(np.argmax(ac[lo:hi]))
-        if ac[lag] > 0.5 * ac[0]:               # clearly periodic: voiced
-            f0.append(rate / lag)
-    return float(np.median(f0))
-
-
 @pytest.mark.parametrize("semitones", [3, -2])
 def test_a_persona_pitch_shifts_the_voice_but_not_its_pace_or_words(tts, asr, semitones):
     text = "Good morning, my name is Ada. I like the stars and the sea."
@@ -108,7 +96,7 @@ def test_a_persona_pitch_shifts_the_voice_but_not_its_pace_or_words(tts, asr, se
             c = tts.synthesize(text, pitch=pitch)
             clip = resample(c.audio, c.sample_rate, 16000)   # as the conversation plays it
             assert abs(c.phonemes[-1].end - c.seconds) < 1 / 25  # timings still tile the audio
-            f0.append(median_f0(clip, 16000))
+            f0.append(pitch_hz(clip, 16000))
             seconds.append(c.seconds)
         return float(np.mean(f0)), float(np.mean(seconds)), clip
 
@@ -116,3 +104,50 @@ def test_a_persona_pitch_shifts_the_voice_but_not_its_pace_or_words(tts, asr, se
     assert abs(f0 / f0_plain - 2 ** (semitones / 12)) < 0.06, (f0, f0_plain)
     assert abs(s / s_plain - 1) < 0.12, (s, s_plain)          # spoken at about the same pace
     assert word_error_rate(text, asr.transcribe(clip).text) <= 0.2
+
+
+def renditions(tts, text: str, pitch: float, n: int = 3) -> tuple[float, np.ndarray]:
+    """Mean F0 over `n` renditions (Piper samples its prosody), and all of them end to
+    end at the session rate, as the conversation plays them."""
+    clips = [resample(c.audio, c.sample_rate, 16000) for c in (tts.synthesize(text, pitch=pitch) for _ in range(n))]
+    return float(np.mean([pitch_hz(c, 16000) for c in clips])), np.concatenate(clips)
+
+
+def test_formants_move_but_the_pitch_and_the_words_stay(tts, asr):
+    text = "Good morning, my name is Ada. I like the stars and the sea."
+    f0_plain, plain = renditions(tts, text, 0)
+    for semitones in (3, -3):
+        f0, clip = renditions(tts.with_formants(semitones), text, 0)
+        assert abs(f0 / f0_plain - 1) < 0.06, (semitones, f0, f0_plain)
+        assert formant_shift_semitones(plain, 16000, clip, 16000) == pytest.approx(semitones, abs=1.2)
+        assert word_error_rate(text, asr.transcribe(clip[: len(clip) // 3]).text) <= 0.2
+    # pitch without its own formants: both move, as one speaker sped up
+    f0, clip = renditions(tts, text, 3)
+    assert formant_shift_semitones(plain, 16000, clip, 16000) == pytest.approx(3, abs=1.2)
+
+
+def test_ada_and_juno_speak_in_different_voices(tts, asr):
+    """Not one voice at two speeds: Ada is higher than Juno, her formants lower."""
+    text = "The moon is slowly drifting away from the Earth, a little further every year."
+    ada, juno = load_persona("ada"), load_persona("juno")
+    (f0_a, clip_a), (f0_j, clip_j) = (renditions(tts.with_formants(p.voice_formant), text, p.voice_pitch, n=5)
+                                      for p in (ada, juno))
+    assert 12 * np.log2(f0_a / f0_j) == pytest.approx(ada.voice_pitch - juno.voice_pitch, abs=1.0)
+    # Measured, moved formants read up to a semitone further than set when the pitch
+    # moved the other way, and renditions vary by about one.
+    formants = formant_shift_semitones(clip_j, 16000, clip_a, 16000)   # Ada's above Juno's
+    setting = ada.voice_formant - juno.voice_formant
+    assert setting - 2.5 <= formants <= -1.5, (formants, setting)
+    assert f0_a > f0_j * 2 ** (3 / 12)
+    for clip in (clip_a, clip_j):   # both still easy to understand
+        assert word_error_rate(text, asr.transcribe(clip[: len(clip) // 5]).text) <= 0.2
+
+
+def test_moving_formants_adds_little_to_a_sentence(tts):
+    c = tts.synthesize("The moon is slowly drifting away from the Earth, about four centimetres every year.")
+    shift_formants(c.audio, c.sample_rate, 0.8)                     # numpy's first FFT plans
+    t = time.perf_counter()
+    shifted = shift_formants(c.audio, c.sample_rate, 0.8)
+    took = time.perf_counter() - t
+    assert took < 0.03 * c.seconds, took      # ~6 ms for a 4 s sentence on a quiet core
+    assert shifted.dtype == np.float32 and len(shifted) == len(c.audio) and np.abs(shifted).max() <= 1.0

@@ -1,6 +1,8 @@
 """Two personas talking, recorded through the real CLI: a playable side-by-side MP4 with
 both voices, and a transcript for each persona. The transcript must read as a
-conversation: nobody cut off, the voices never at once, on the topic, nothing said twice."""
+conversation: nobody cut off, the voices never at once, on the topic, nothing said twice,
+and two voices that sound apart. On the real local LLM, one thread per persona's server
+(the two share two cores)."""
 import json
 import re
 import subprocess
@@ -9,11 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from agent.persona import load_persona
 from avatar_engine.media import read_mp4
+from speech.voice_measures import compare_voices
+from transports.two_agents import on_topic, spoken_replies
 
 ROOT = Path(__file__).resolve().parents[1]
-TURNS = 3  # greeting → B → A → B: both hand the turn over
+A, B = "ada", "juno"
+TURNS = 4  # greeting → B → A → B → A: both hand the turn over, twice
 TOPIC = "the moon"
 TOPIC_WORDS = re.compile(r"\b(moons?|lunar|space|earth|orbits?|craters?|tides?|astronauts?|sky|night|sun|"
                          r"planets?|gravity|stars?|apollo|phases?|rockets?|surface|landings?|rocks?)\b", re.IGNORECASE)
@@ -24,8 +31,12 @@ MAX_OVERLAP_S = 0.3
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     out = tmp_path_factory.mktemp("two") / "talk.mp4"
-    r = subprocess.run([sys.executable, str(ROOT / "app.py"), "--two-agents", "ada", "basil", "--turns", str(TURNS),
-                        "--topic", TOPIC, "--output", str(out)],
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["llm"]["threads"] = 1
+    config = out.with_name("config.yaml")
+    config.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, str(ROOT / "app.py"), "--config", str(config), "--two-agents", A, B,
+                        "--turns", str(TURNS), "--topic", TOPIC, "--output", str(out)],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return out, json.loads(out.with_suffix(".json").read_text())
@@ -65,15 +76,9 @@ def test_each_persona_keeps_its_own_prompt_evaluated(recording):
         assert turn["llm_first_token_s"] - turn["asr_s"] < 2.5, turn
 
 
-def replies(result):
-    """Both personas' replies in the order they were spoken."""
-    turns = result["a"]["turns"] + result["b"]["turns"]
-    return sorted((t for t in turns if t["first_audio_at"] is not None), key=lambda t: t["first_audio_at"])
-
-
 def test_nobody_is_cut_off_and_the_voices_take_turns(recording):
     _, result = recording
-    turns = replies(result)
+    turns = spoken_replies(result)
     assert len(turns) >= TURNS, turns
     assert not [t for t in turns if t["interrupted"] or t["barge_in_at"] is not None], turns
     both = sum(max(0.0, min(a1, b1) - max(a0, b0))
@@ -86,13 +91,35 @@ def test_nobody_is_cut_off_and_the_voices_take_turns(recording):
 
 def test_replies_stay_on_the_topic(recording):
     _, result = recording
-    said = [t["agent_text"] for t in replies(result)]
-    on_topic = [s for s in said if TOPIC_WORDS.search(s)]
-    assert len(on_topic) * 2 >= len(said), said          # at least half mention the moon
+    said = [t["agent_text"] for t in spoken_replies(result)]
+    mention = [s for s in said if TOPIC_WORDS.search(s)]
+    assert len(mention) * 2 >= len(said), said           # at least half mention the moon
+    # the JSON's own verdict: a word shared with the topic or the line answered
+    assert len(result["on_topic"]["replies"]) == len(said) and result["on_topic"]["share"] >= 0.5, result["on_topic"]
+
+
+def test_the_on_topic_verdict_looks_for_shared_words():
+    said = ["The moon's craters are old.", "Are those craters from comets?", "I had soup for lunch."]
+    assert on_topic(said, "the moon", "Hi! Let's talk about the moon.") == {"replies": [True, True, False],
+                                                                            "share": 0.667}
+    assert on_topic(["That is what they said."], "the moon", "Hello.")["replies"] == [False]  # common words only
+    assert on_topic([], "the moon", "Hello.") == {"replies": [], "share": 0.0}
 
 
 def test_no_reply_repeats_an_earlier_one(recording):
     _, result = recording
-    said = [t["agent_text"] for t in replies(result)]
+    said = [t["agent_text"] for t in spoken_replies(result)]
     words = [" ".join(re.findall(r"[a-z']+", s.lower())) for s in said]
     assert len(set(words)) == len(words), said            # word for word, either persona
+
+
+def test_the_two_personas_sound_apart_in_the_recording(recording):
+    """Measured in the mix, where each voice plays: Ada higher than Juno by about the
+    pitch setting, her formants lower (not one voice at two speeds)."""
+    out, result = recording
+    _, audio, rate, _ = read_mp4(out)
+    voices = compare_voices(audio, rate, result["a"]["voice"], result["b"]["voice"])
+    a, b = load_persona(A), load_persona(B)
+    pitch_a, pitch_b = voices["pitch_hz"]
+    assert 12 * np.log2(pitch_a / pitch_b) == pytest.approx(a.voice_pitch - b.voice_pitch, abs=1.5), voices
+    assert voices["formants_b_above_a"] >= 1.5, voices

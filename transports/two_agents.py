@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +38,12 @@ MAX_TWO_AGENT_S = 1800.0
 # The clock waits this long at most for a late clause, then plays on: a bound against a
 # hung brain. Clauses came over 20 s late with the machine under load 17 on 2 cores.
 MAX_GAP_WAIT_S = 60.0
+# Words too common to tie a reply to a topic (besides those under four letters).
+COMMON_WORDS = frozenset("""about after again also always another anything because been before being could does doing
+down each even every everything from have having here into just know like make many more most much must never only other
+nothing over really said same should some something such sure than that their them then there these they thing things
+think this those through very want well were what when where which while will with would your yours
+""".split())
 
 
 def with_topic(persona, topic: str, other_name: str):
@@ -115,12 +122,39 @@ async def talk(conv_a: Conversation, conv_b: Conversation, opening: str, turns: 
 
 
 def two_agent_transcript(conv_a, conv_b, pa, pb, topic: str, output: str | Path, talked: "Talked") -> dict:
-    """Both transcripts, when each voice is heard in the recording and how long both are at once."""
+    """Both transcripts, when each voice is heard in the recording, how long both are at
+    once, and which replies stay on the topic."""
     spoken_a, spoken_b = talked.voice_a.spans, talked.voice_b.spans
-    return {"a": {**transcript(conv_a.turns, persona=pa.id), "voice": spoken_a},
-            "b": {**transcript(conv_b.turns, persona=pb.id), "voice": spoken_b},
-            "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": talked.late_clauses_s,
-            "topic": topic, "output": str(output)}
+    result = {"a": {**transcript(conv_a.turns, persona=pa.id), "voice": spoken_a},
+              "b": {**transcript(conv_b.turns, persona=pb.id), "voice": spoken_b},
+              "overlap_s": overlap_s(spoken_a, spoken_b), "late_clauses_s": talked.late_clauses_s,
+              "topic": topic, "output": str(output)}
+    said = [t["agent_text"] for t in spoken_replies(result)]
+    result["on_topic"] = on_topic(said, topic, opening_line(pa, topic))
+    return result
+
+
+def spoken_replies(result: dict) -> list[dict]:
+    """Both personas' replies that were heard, in the order they were spoken."""
+    turns = result["a"]["turns"] + result["b"]["turns"]
+    return sorted((t for t in turns if t["first_audio_at"] is not None), key=lambda t: t["first_audio_at"])
+
+
+def content_words(text: str) -> set[str]:
+    """The words that carry meaning, singular: "craters" and "crater" are one."""
+    words = (w.removesuffix("'s") for w in re.findall(r"[a-z']+", text.lower()))
+    return {w.removesuffix("s") if len(w) > 4 else w for w in words if len(w) >= 4 and w not in COMMON_WORDS}
+
+
+def on_topic(said: list[str], topic: str, opening: str) -> dict:
+    """A reply is on the topic when it shares a content word with the topic or with the
+    line it answers (the opening line for the first). `replies`: each reply's verdict,
+    in order; `share`: the fraction on the topic."""
+    verdicts, previous = [], opening
+    for line in said:
+        verdicts.append(bool(content_words(line) & (content_words(topic) | content_words(previous))))
+        previous = line
+    return {"replies": verdicts, "share": round(sum(verdicts) / len(verdicts), 3) if verdicts else 0.0}
 
 
 async def run_two_agents(cfg: Config, a: str, b: str, turns: int, topic: str, output_mp4: str | Path, *,
