@@ -139,8 +139,9 @@ def test_ada_and_juno_speak_in_different_voices(tts, asr):
     setting = ada.voice_formant - juno.voice_formant
     assert setting - 2.5 <= formants <= -1.5, (formants, setting)
     assert f0_a > f0_j * 2 ** (3 / 12)
-    for clip in (clip_a, clip_j):   # both still easy to understand
-        assert word_error_rate(text, asr.transcribe(clip[: len(clip) // 5]).text) <= 0.2
+    for clip in (clip_a, clip_j):   # both still easy to understand, over all five renditions
+        # (Piper samples its prosody: one in ten or so is misheard in places, either way)
+        assert word_error_rate(" ".join([text] * 5), asr.transcribe(clip).text) <= 0.2
 
 
 def test_moving_formants_adds_little_to_a_sentence(tts):
