@@ -34,6 +34,7 @@ from speech.audio import StreamResampler
 from transports.web.recording import Recorder, Recordings
 from transports.web.tracks import AvatarVideoTrack, MicBacklog, VoiceTrack, mic_samples
 from transports.web.transcript import snapshot
+from transports.web.video import send_video
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,10 @@ class CallError(RuntimeError):
 
 class Call:
     def __init__(self, pc: RTCPeerConnection, conv: Conversation, persona: Persona, frame_size: int,
-                 recordings: Recordings, max_recording_s: float):
+                 recordings: Recordings, max_recording_s: float, video_codec: str = "vp8"):
         self.pc, self.conv, self.persona = pc, conv, persona
         self.id = secrets.token_hex(8)     # names the call in HTTP requests from its page
-        self.frame_size = frame_size
+        self.frame_size, self._video_codec = frame_size, video_codec
         self._recordings, self._max_recording_s = recordings, max_recording_s
         self._recorder: Recorder | None = None
         self._record_wanted = False
@@ -79,13 +80,13 @@ class Call:
 
     async def answer(self, sdp: str, kind: str) -> RTCSessionDescription:
         """Take the browser's offer (mic audio, video to receive) and answer it."""
+        send_video(self.pc, self.video, self._video_codec, self.conv.fps, sdp)   # fixes the codec: before the offer
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         track = next((t.receiver.track for t in self.pc.getTransceivers() if t.kind == "audio"), None)
         if track is None:
             raise CallError("the browser offered no microphone audio")
         self._mic = MicBacklog(track, MAX_MIC_BACKLOG_FRAMES)
         self.pc.addTrack(self.voice)
-        self.pc.addTrack(self.video)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription
 

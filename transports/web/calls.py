@@ -82,7 +82,7 @@ class Calls:
                 log.exception("building the conversation failed")
                 raise CallRefused(500, f"could not start the avatar: {e}") from None
             call = Call(peer_connection(self.cfg.server.ice_servers), conv, persona, self.cfg.avatar.size,
-                        self.recordings, self.cfg.server.max_recording_s)
+                        self.recordings, self.cfg.server.max_recording_s, self.cfg.server.video_codec)
             try:
                 answer = await call.answer(sdp, kind)
             except Exception as e:
