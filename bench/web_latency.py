@@ -14,7 +14,7 @@ the page's barge-in stop time, and the ratio of the in-page p50 to the 1.5 s tar
 Needs root (`unshare -n`: the browser talks only inside a network namespace) and
 Debian's Chromium, as the browser tests do.
 
-    python bench/web_latency.py [--video vp8-512,h264-512,vp8-384,h264-384] [--questions 6]
+    python bench/web_latency.py [--video vp8-512,h264-512,vp8-384,h264-384] [--questions 6] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def main() -> int:
     ap.add_argument("--video", default="vp8-512,h264-512,vp8-384,h264-384",
                     type=lambda s: [option(o) for o in s.split(",")], help="codec-size options, comma-separated")
     ap.add_argument("--questions", type=int, default=6, help="spoken turns per option (at least 5)")
+    ap.add_argument("--rounds", type=int, default=2, help="runs of every option, interleaved; turns pooled")
     ap.add_argument("--config", help="base config YAML (default: config.yaml)")
     args = ap.parse_args()
     if os.geteuid() != 0 or subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
@@ -78,26 +79,34 @@ def main() -> int:
         return 2
     cpus = pin_to_cores(CORES)
     print(f"Chromium, app and LLM on CPUs {cpus}; load average before: {os.getloadavg()[0]:.1f}", flush=True)
-    results = {}
+    runs: dict[str, list[dict]] = {f"{codec}-{size}": [] for codec, size in args.video}
     with tempfile.TemporaryDirectory(prefix="web_latency-") as tmp:
-        for codec, size in args.video:
-            label = f"{codec}-{size}"
-            print(f"{label}: {args.questions} questions ...", file=sys.stderr, flush=True)
-            results[label] = run(codec, size, args.questions, args.config, Path(tmp) / label)
-            r = results[label]
-            print(f"  {label}: in page {', '.join(f'{s:.2f}' for s in r['in_page'])} s; "
-                  f"server {', '.join(f'{s:.2f}' for s in r['server'])} s", file=sys.stderr, flush=True)
+        # rounds interleave the options, so a change in the machine's load hits them all
+        for round_ in range(args.rounds):
+            for codec, size in args.video:
+                label = f"{codec}-{size}"
+                print(f"{label}, round {round_ + 1}: {args.questions} questions (load {os.getloadavg()[0]:.1f}) ...",
+                      file=sys.stderr, flush=True)
+                r = run(codec, size, args.questions, args.config, Path(tmp) / f"{label}-{round_}")
+                runs[label].append(r)
+                print(f"  in page {', '.join(f'{s:.2f}' for s in r['in_page'])} s; "
+                      f"server {', '.join(f'{s:.2f}' for s in r['server'])} s", file=sys.stderr, flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-    print(f"{'option':<10} {'turns':>5} {'page p50':>8} {'page p90':>8} {'1st turn':>8} {'srv p50':>7} {'srv p90':>7} "
-          f"{'app CPU':>7} {'+LLM':>6} {'cut-in':>6} {'video in page':<26} {'p50/target':>10}")
-    for label, r in results.items():
-        p50, v = statistics.median(r["in_page"]), r["video"]
-        cut = f"{r['barge_in']:5.2f}s" if r["barge_in"] is not None else "   n/a"
+    print(f"{'option':<10} {'turns':>5} {'page p50':>8} {'page p90':>8} {'1st turns':>11} {'srv p50':>7} {'srv p90':>7} "
+          f"{'app CPU':>7} {'+LLM':>6} {'cut-in':>6} {'video in page':<22} {'p50/target':>10}")
+    for label, rs in runs.items():
+        page, server = [s for r in rs for s in r["in_page"]], [s for r in rs for s in r["server"]]
+        cuts = [r["barge_in"] for r in rs if r["barge_in"] is not None]
+        p50, v = statistics.median(page), rs[0]["video"]
         shown = f"{v['codec'].split('/')[1]} {v['width']}x{v['height']} {v['decoder']}"
-        print(f"{label:<10} {len(r['in_page']):5d} {p50:7.2f}s {pct(r['in_page'], .9):7.2f}s {r['in_page'][0]:7.2f}s "
-              f"{statistics.median(r['server']):6.2f}s {pct(r['server'], .9):6.2f}s {100 * r['app_cpu']:6.0f}% "
-              f"{100 * r['with_llm']:5.0f}% {cut} {shown:<26} {p50 / TARGET_S:10.2f}")
-    print(f"page: end of the question to the first audible reply sample, measured in the page; srv: the server's "
+        first = "/".join(f"{r['in_page'][0]:.1f}" for r in rs)
+        cut = f"{statistics.median(cuts):5.2f}s" if cuts else "   n/a"
+        print(f"{label:<10} {len(page):5d} {p50:7.2f}s {pct(page, .9):7.2f}s {first:>10}s "
+              f"{statistics.median(server):6.2f}s {pct(server, .9):6.2f}s "
+              f"{100 * statistics.mean(r['app_cpu'] for r in rs):6.0f}% "
+              f"{100 * statistics.mean(r['with_llm'] for r in rs):5.0f}% {cut} {shown:<22} {p50 / TARGET_S:10.2f}")
+    print(f"page: end of the question to the first audible reply sample, measured in the page (1st turns: the "
+          f"first turn of each call, included in p50/p90); srv: the server's "
           f"own response figure for the same turns; app CPU: % of one core during the turns (+LLM: with the llama.cpp "
           f"server); cut-in: cut-in to the voice going quiet in the page; target: in-page p50 <= {TARGET_S} s")
     return 0

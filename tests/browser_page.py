@@ -293,11 +293,13 @@ AGENT_QUIET_S = 1.0     # the greeting or the last reply is over: the next quest
 def cpu_with_children(pid: int) -> float:
     """CPU seconds of a process and all its descendants (the app and its LLM server)."""
     total = cpu_seconds(pid)
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            total += cpu_with_children(int(child))
-        except (FileNotFoundError, ProcessLookupError):
-            pass   # ended meanwhile
+    # each thread lists the children it started (the LLM server comes from a worker thread)
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            try:
+                total += cpu_with_children(int(child))
+            except (FileNotFoundError, ProcessLookupError):
+                pass   # ended meanwhile
     return total
 
 
