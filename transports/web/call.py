@@ -35,6 +35,7 @@ from agent.session import Stack
 from transports.web.call_media import CallError, CallMedia
 from transports.web.recording import Recordings
 from transports.web.tracks import AvatarVideoTrack, VoiceTrack, mic_samples
+from transports.web.video import send_video
 from transports.web.worker import Handoff, Worker
 
 __all__ = ["Call", "CallError"]
@@ -48,12 +49,13 @@ REPORT_FLUSH_S = 1.0       # time given to the last message before the connectio
 
 class Call:
     def __init__(self, pc: RTCPeerConnection, conv: Conversation, stack: Stack, persona: Persona, frame_size: int,
-                 recordings: Recordings, max_recording_s: float):
+                 recordings: Recordings, max_recording_s: float, video_codec: str):
         """`conv` (made on `stack`, with LLM clients of its own: transports.web.worker.
         worker_stack) runs on the call's worker from `start` on, and is closed there."""
         self.pc = pc
         self.id = secrets.token_hex(8)     # names the call in HTTP requests from its page
         self._loop = asyncio.get_running_loop()
+        self._video_codec = video_codec
         fps, block_frames = conv.fps, conv.frames_per_block
         buffered_s = BUFFERED_BLOCKS * block_frames / fps
         self.video = AvatarVideoTrack(np.zeros((frame_size, frame_size, 3), np.uint8), fps,
@@ -76,12 +78,12 @@ class Call:
 
     async def answer(self, sdp: str, kind: str) -> RTCSessionDescription:
         """Take the browser's offer (mic audio, video to receive) and answer it."""
+        send_video(self.pc, self.video, self._video_codec, self._conv.fps, sdp)   # fixes the codec: before the offer
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         self._mic_track = next((t.receiver.track for t in self.pc.getTransceivers() if t.kind == "audio"), None)
         if self._mic_track is None:
             raise CallError("the browser offered no microphone audio")
         self.pc.addTrack(self.voice)
-        self.pc.addTrack(self.video)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription
 

@@ -75,7 +75,8 @@ class Calls:
         if stack is None:
             raise CallRefused(503, self.shared.error or f"still getting ready ({self.shared.status}); try again soon")
         if len(self._live) + self._opening >= self.limit:
-            raise CallRefused(429, f"the avatar is already talking with {self.limit} people; try again in a moment")
+            who = "someone else" if self.limit == 1 else f"{self.limit} people"
+            raise CallRefused(429, f"the avatar is already talking with {who}; try again in a moment")
         if persona_id not in persona_ids():
             raise CallRefused(400, f"no persona '{persona_id}' (available: {', '.join(persona_ids())})")
         self._opening += 1
@@ -90,7 +91,7 @@ class Calls:
                 await close_worker_stack(stack)
                 raise CallRefused(500, f"could not start the avatar: {e}") from None
             call = Call(peer_connection(self.cfg.server.ice_servers), conv, stack, persona, self.cfg.avatar.size,
-                        self.recordings, self.cfg.server.max_recording_s)
+                        self.recordings, self.cfg.server.max_recording_s, self.cfg.server.video_codec)
             try:
                 answer = await call.answer(sdp, kind)
             except Exception as e:  # the worker never started: close here what it would have

@@ -26,6 +26,7 @@ from transports.booth import Booth
 from transports.web.calls import CallRefused, Calls
 from transports.web.recording import Recordings
 from transports.web.two_agents import TwoAgents
+from transports.web.video import VideoCodecError
 
 
 class Offer(BaseModel):
@@ -122,7 +123,10 @@ def signaling_routes(calls: Calls, two_agents: TwoAgents, recordings: Recordings
             return JSONResponse({"error": booth.error}, status_code=503)
         if booth.conv is None:
             return JSONResponse({"error": "still getting ready; try again soon"}, status_code=503)
-        answer = await booth.watch(offer.sdp, offer.type)
+        try:
+            answer = await booth.watch(offer.sdp, offer.type)
+        except VideoCodecError as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
         return {"sdp": answer.sdp, "type": answer.type}
 
     @router.post("/webrtc/portrait/{call_id}")
