@@ -54,6 +54,10 @@ class ServerConfig:
     ice_servers: tuple[str, ...] = ()
     # Calls at once; each runs its own avatar renderer on the CPU.
     max_sessions: int = number(2, 1, 64)
+    # The avatar's video to the browser (its size is avatar.size): h264 through libx264
+    # ultrafast + zerolatency, less CPU per call than vp8 (docs/BENCHMARKS.md); vp8 for
+    # a browser without H.264.
+    video_codec: str = choice("h264", "vp8")
     # HTTPS: a PEM certificate and its key (both or neither). Browsers open the
     # microphone only on localhost or over HTTPS, so serving a LAN needs them.
     cert: str = ""

@@ -34,12 +34,21 @@ VETH = ["ip link set lo up", "ip link add v0 type veth peer name v1", "ip addr a
 # Installed before the page's own scripts: remembers the peer connection and the mic
 # stream the page creates, so the measurements below can tap them. The page's mic is the
 # fake device with a second source mixed in, `__probe.say(base64 WAV)`: the user cutting
-# in at a moment the test picks.
+# in at a moment the test picks. The last update the server sent on the data channel is
+# kept as `__probe.update` (its own latency figures).
 PROBE = """
-window.__probe = {pcs: [], mic: null, connectedAt: null, gatheredAt: null};
+window.__probe = {pcs: [], mic: null, connectedAt: null, gatheredAt: null, update: null};
 (() => {
   const Native = window.RTCPeerConnection;
   window.RTCPeerConnection = class extends Native {
+    createDataChannel(...args) {
+      const channel = super.createDataChannel(...args);
+      channel.addEventListener("message", (event) => {
+        const message = JSON.parse(event.data);
+        if (message.type === "update") __probe.update = message;
+      });
+      return channel;
+    }
     constructor(...args) {
       super(...args);
       __probe.pcs.push(this);

@@ -12,10 +12,17 @@ pressed (how soon the voice stops, measured in the page); Record off, and the MP
 its transcript are downloaded; Stop. Results go to `<out>/result.json` (and the
 screenshot `live.png`, the recording `recording.mp4` + `.json`);
 tests/test_webui_page.py judges them.
+
+`--ask q1.wav --ask q2.wav ...`: questions in a row instead, each said once the agent is
+quiet, with the in-page latency of each reply (end of the question to the first audible
+sample) and the server's own figures; optionally a second tab calling while the call is
+full (`--busy-tab`) and a cut-in on the last reply (`--interrupt`). `ask_in_browser` runs
+it on espeak-ng questions (tests/test_webui_turns.py, bench/web_latency.py).
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import signal
@@ -25,10 +32,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 import browser_call
 from browser_call import CHROMIUM, MEASURE, PROBE, ROOT, VETH, cpu_seconds, page_up, wait_for
 
 BUDGET_S = 260   # the whole run (browser_call's waits stop at its END)
+MIC_RATE = 48000
 
 # The picture's mean colour, from a small copy of the current video frame.
 MEAN_COLOUR = """
@@ -223,6 +233,173 @@ def run(args, result: dict, app: subprocess.Popen) -> None:
             browser.close()
 
 
+# Questions in a row (--ask): each turn's question, said through the page's mic once the
+# agent has been quiet for a second, and the first audible sample of the voice after it.
+# A question ends where the mic goes quiet (for 500 ms, or until the voice comes); the
+# reply is the first voice after that. `__probe.cut(b64)` cuts in on the voice playing,
+# and `voiceStoppedAt` is when it went quiet (for 500 ms) after that.
+TURNS_MEASURE = """
+() => {
+  const p = __probe, pc = p.pcs.at(-1), ctx = new AudioContext();
+  const analyser = (stream) => {
+    const a = ctx.createAnalyser();
+    a.fftSize = 1024;
+    ctx.createMediaStreamSource(stream).connect(a);
+    return a;
+  };
+  const mic = analyser(p.mic), voice = analyser(new MediaStream([pc.getReceivers().find((r) => r.track.kind === "audio").track]));
+  const buf = new Float32Array(1024);
+  const rms = (a) => { a.getFloatTimeDomainData(buf); let s = 0; for (const x of buf) s += x * x; return Math.sqrt(s / buf.length); };
+  const video = document.getElementById("avatar-video");
+  Object.assign(p, {turns: [], voiceHeard: false, voiceQuietSince: performance.now(), cutAt: null, voiceStoppedAt: null});
+  p.ask = (b64) => { p.turns.push({micOn: null, quietSince: null, micOff: null, replyAt: null}); return p.say(b64); };
+  p.cut = (b64) => { p.cutAt = performance.now(); return p.say(b64); };
+  setInterval(() => {
+    const t = performance.now(), m = rms(mic), v = video.muted ? 0 : rms(voice);
+    if (v > 0.003) p.voiceQuietSince = null;
+    else if (p.voiceQuietSince === null) p.voiceQuietSince = t;
+    if (v > 0.01) p.voiceHeard = true;
+    if (p.cutAt !== null && p.voiceStoppedAt === null && p.voiceQuietSince !== null && t - p.voiceQuietSince > 500)
+      p.voiceStoppedAt = Math.max(p.voiceQuietSince, p.cutAt);
+    const turn = p.turns.at(-1);
+    if (!turn || turn.replyAt !== null) return;
+    if (m > 0.01) {
+      turn.micOn = turn.micOn ?? t;
+      turn.quietSince = turn.micOff = null;
+    } else if (turn.micOn !== null && m < 0.003 && turn.quietSince === null) turn.quietSince = t;
+    if (turn.quietSince === null) return;
+    if (v > 0.01) turn.replyAt = t;
+    if (turn.micOff === null && (t - turn.quietSince > 500 || turn.replyAt !== null)) turn.micOff = turn.quietSince;
+  }, 20);
+}
+"""
+
+# The video as the page decodes it: codec, decoder, size, frames.
+VIDEO_STATS = """
+async () => {
+  const stats = await __probe.pcs.at(-1).getStats();
+  let out = null;
+  stats.forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "video")
+      out = {codec: (stats.get(r.codecId) || {}).mimeType, decoder: r.decoderImplementation,
+             width: r.frameWidth, height: r.frameHeight, frames: r.framesDecoded, fps: r.framesPerSecond};
+  });
+  return out;
+}
+"""
+AGENT_QUIET_S = 1.0     # the greeting or the last reply is over: the next question may come
+
+
+def cpu_with_children(pid: int) -> float:
+    """CPU seconds of a process and all its descendants (the app and its LLM server)."""
+    total = cpu_seconds(pid)
+    # each thread lists the children it started (the LLM server comes from a worker thread)
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            try:
+                total += cpu_with_children(int(child))
+            except (FileNotFoundError, ProcessLookupError):
+                pass   # ended meanwhile
+    return total
+
+
+def busy_tab(browser, url: str) -> dict:
+    """A second tab presses Start while the call is full: what its page says."""
+    page = browser.new_page()
+    try:
+        page.goto(url, timeout=30000)
+        button = page.locator("#call-button")
+        wait_for("the second tab ready", button.is_enabled, 60, 0.25)
+        button.click()
+        note = page.locator("#call-note")
+        wait_for("the second tab's verdict", note.inner_text, 20)
+        return {"note": note.inner_text(), "state": page.locator("#call-state").get_attribute("data-state")}
+    finally:
+        page.close()
+
+
+def run_turns(args, result: dict, app: subprocess.Popen) -> None:
+    """Questions in a row (--ask), measured in the page; --busy-tab: a second tab tries
+    to call after the first reply; --interrupt: cut in on the last reply."""
+    from playwright.sync_api import sync_playwright
+    url = f"http://127.0.0.1:{args.port}/"
+    wait_for("page served", lambda: served(app, url), 90, 0.5)
+    with sync_playwright() as pw:
+        browser = launch(pw, args, 900, fake_mic=args.wav)
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        try:
+            page.add_init_script(PROBE)
+            page.goto(url, timeout=30000)
+            button, state = page.locator("#call-button"), page.locator("#call-state")
+            button.wait_for(state="visible", timeout=30000)
+            wait_for("models ready (Start enabled)", button.is_enabled, 120, 0.25)
+            button.click()
+            wait_for("connected", lambda: page.evaluate("__probe.connectedAt"), 20)
+            page.evaluate(TURNS_MEASURE)
+            quiet = (f"__probe.voiceHeard && __probe.voiceQuietSince !== null"
+                     f" && performance.now() - __probe.voiceQuietSince > {AGENT_QUIET_S * 1000}")
+            turn = lambda key: page.evaluate(f"__probe.turns.at(-1).{key}")  # noqa: E731
+            cpu0, app_cpu0, wall0 = cpu_with_children(app.pid), cpu_seconds(app.pid), time.monotonic()
+            for i, wav in enumerate(args.ask):
+                wait_for(f"the agent quiet before question {i + 1}", lambda: page.evaluate(quiet)
+                         and state.get_attribute("data-state") == "listening", 120, 0.05)
+                page.evaluate("b64 => __probe.ask(b64)", base64.b64encode(wav.read_bytes()).decode())
+                wait_for(f"question {i + 1} heard in the mic", lambda: turn("micOff"), 30, 0.05)
+                wait_for(f"reply {i + 1} audio", lambda: turn("replyAt"), 60, 0.05)
+                if i == 0 and args.busy_tab:
+                    result["busy_tab"] = busy_tab(browser, url)
+            result["app_cpu_share"] = (cpu_seconds(app.pid) - app_cpu0) / (time.monotonic() - wall0)
+            result["app_and_llm_cpu_share"] = (cpu_with_children(app.pid) - cpu0) / (time.monotonic() - wall0)
+            if args.interrupt:
+                page.wait_for_timeout(300)
+                result["voice_playing_at_cut_in"] = page.evaluate("__probe.voiceQuietSince === null")
+                page.evaluate("b64 => __probe.cut(b64)", base64.b64encode(args.interrupt.read_bytes()).decode())
+                wait_for("the voice stopping after the cut-in", lambda: page.evaluate("__probe.voiceStoppedAt"), 10)
+                result["barge_in_in_page_s"] = page.evaluate("(__probe.voiceStoppedAt - __probe.cutAt) / 1000")
+            result["turns"] = [{k: t[k] for k in ("micOn", "micOff", "replyAt")} | {"in_page_s": (t["replyAt"] - t["micOff"]) / 1000}
+                               for t in page.evaluate("__probe.turns")]
+            result["video"] = page.evaluate(VIDEO_STATS)
+            page.wait_for_timeout(1000)
+            result["server_turns"] = page.evaluate("__probe.update.turns")
+            result["transcript"] = page.locator("#transcript").inner_text()
+            button.click()  # Stop
+            result["state_after_stop"] = state.get_attribute("data-state")
+        finally:
+            if "transcript" not in result:  # failed on the way: what the page had measured
+                result["probe"] = page.evaluate("window.__probe && {turns: __probe.turns, update: __probe.update}")
+                result["transcript"] = page.locator("#transcript").inner_text()
+                page.screenshot(path=str(args.out / "failed.png"))
+            browser.close()
+
+
+def ask_in_browser(config: Path, questions: list[str], folder: Path, *, busy_tab: bool = False,
+                   cut_in: str | None = None, budget_s: float = BUDGET_S) -> tuple[dict, str]:
+    """Run the --ask mode in its namespace on `questions`, each spoken by espeak-ng in the
+    next of its voices (never the agent's Piper voice), the fake mic otherwise silent;
+    `cut_in`: said over the last reply. Returns (the result, the app's log)."""
+    from speech.audio import resample, write_wav
+    from speech.espeak import RATE, VOICES, speak
+    folder.mkdir(parents=True, exist_ok=True)
+    write_wav(folder / "silence.wav", np.zeros(MIC_RATE, np.float32), MIC_RATE)
+
+    def wav(name: str, text: str, voice) -> Path:
+        u = speak(text, voice)
+        path = folder / f"{name}.wav"
+        write_wav(path, resample(u.audio[int(u.start * RATE):int((u.end + 0.2) * RATE)], RATE, MIC_RATE), MIC_RATE)
+        return path
+    command = ["unshare", "-n", sys.executable, str(Path(__file__)), "--config", str(config),
+               "--wav", str(folder / "silence.wav"), "--profile", str(folder / "chromium"), "--out", str(folder),
+               "--budget", str(budget_s)]
+    for i, text in enumerate(questions):
+        command += ["--ask", str(wav(f"q{i}", text, VOICES[i % len(VOICES)]))]
+    if busy_tab:
+        command.append("--busy-tab")
+    if cut_in:
+        command += ["--interrupt", str(wav("cut_in", cut_in, VOICES[len(questions) % len(VOICES)]))]
+    subprocess.run(command, cwd=ROOT, check=True, timeout=budget_s + 60)
+    return json.loads((folder / "result.json").read_text()), (folder / "app.log").read_text()
+
+
 def run_two_agents(args, result: dict, app: subprocess.Popen) -> None:
     """The Two agents tab: B gets --portrait, two replies about a topic, watched live."""
     from playwright.sync_api import sync_playwright
@@ -335,6 +512,11 @@ def main() -> int:
     p.add_argument("--two-agents", action="store_true", help="test the Two agents tab instead")
     p.add_argument("--booth", type=Path, help="test booth mode instead: this 16 kHz WAV is the virtual sound "
                                                "card's microphone; the speaker goes to <out>/speaker.f32")
+    p.add_argument("--ask", action="append", type=Path, default=[],
+                   help="questions in a row instead (48 kHz WAVs, said through the page's mic in turn)")
+    p.add_argument("--busy-tab", action="store_true", help="--ask: a second tab tries to call after the first reply")
+    p.add_argument("--interrupt", type=Path, help="--ask: cut in on the last reply with this WAV (speech from its start)")
+    p.add_argument("--budget", type=float, default=BUDGET_S, help="seconds for the whole run")
     p.add_argument("--turns", type=int, default=2, help="two agents: replies in all")
     p.add_argument("--wav", type=Path, help="48 kHz mono s16: the fake microphone")
     p.add_argument("--config", required=True, type=Path)
@@ -344,7 +526,7 @@ def main() -> int:
     p.add_argument("--profile", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     args = p.parse_args()
-    browser_call.END = time.monotonic() + BUDGET_S
+    browser_call.END = time.monotonic() + args.budget
     for command in VETH:
         subprocess.run(command.split(), check=True)
     result: dict = {}
@@ -356,7 +538,8 @@ def main() -> int:
                    PERSONA_FAKE_MIC=str(args.booth), PERSONA_FAKE_SPEAKER=str(args.out / "speaker.f32"))
     app = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        (run_booth if args.booth else run_two_agents if args.two_agents else run)(args, result, app)
+        mode = run_booth if args.booth else run_two_agents if args.two_agents else run_turns if args.ask else run
+        mode(args, result, app)
     except Exception as e:
         result["error"] = f"{type(e).__name__}: {e}"
     finally:

@@ -22,6 +22,7 @@ def test_shipped_config_is_the_defaults():
     ("server:\n  port: 8080.5\n", "server.port", "integer"),
     ("asr:\n  model: large-v3\n", "asr.model", "tiny.en, base"),
     ("avatar:\n  backend: magic\n", "avatar.backend", "portrait"),
+    ("server:\n  video_codec: av1\n", "server.video_codec", "h264, vp8"),
     ("vad:\n  echo_guard:\n    mode: loud\n", "vad.echo_guard.mode", "reference"),
     ("vad: 3\n", "vad", "mapping"),
     ("colour: blue\n", "colour", "server"),

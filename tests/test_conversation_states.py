@@ -329,31 +329,72 @@ def test_a_web_call_drops_what_its_tracks_hold_on_an_interruption():
     from aiortc import RTCPeerConnection
 
     from agent.persona import load_persona
+    from agent.session import Stack
     from transports.web.call import Call
+    from transports.web.call_media import CallMedia
     from transports.web.recording import Recordings
 
     conv, _ = make()
+    persona = load_persona("ada")
 
-    async def main():
-        call = Call(RTCPeerConnection(), conv, load_persona("ada"), 8, Recordings(), 60.0)
+    class Shown:                     # the call's side of a CallMedia (transports.web.call)
+        def __init__(self):
+            self.blocks, self.dropped = [], 0
+
+        def show(self, block):
+            self.blocks.append(block)
+
+        def drop_shown(self):
+            self.dropped += 1
+
+        def update(self, message):
+            pass
+
+        notify = update
+
+    async def conversation_side():
+        """The worker's side: an Interruption is told to the call as soon as it happens."""
+        out = Shown()
+        media = CallMedia(conv, Stack(Config(), None, None), persona, out, asyncio.get_running_loop(), 1.0, 8,
+                          Recordings(), 60.0)
+        running = asyncio.create_task(media.run())
+        media.start()
         mic = np.zeros(int(4 * RATE), np.float32)
         mic[int(0.5 * RATE):int(1.5 * RATE)] = tone(600, 1.0)
         tick = conv.tick_samples
-        held = []
         for i in range(0, len(mic) - tick + 1, tick):
-            for block in await conv.step(mic[i:i + tick]):
-                call.video.push(np.zeros((len(block.mask), 8, 8, 3), np.uint8))
-                call.voice.push(block.audio)
+            media.hear(mic[i:i + tick], RATE)
+            while media._mic._items:   # heard before the next tick
+                await asyncio.sleep(0)
             if conv.state is State.SPEAKING and conv.now > 2.5:
-                held.append((len(call.video._frames), len(call.voice._pending)))
-                call._on_channel_message("interrupt")
                 break
-        held.append((len(call.video._frames), len(call.voice._pending)))
-        await call._close()
-        return held
-    before, after = asyncio.run(main())
+        voiced = sum(float(np.abs(b.audio).max()) > 0 for b in out.blocks)
+        before = out.dropped                      # the mic's tone cut the greeting off
+        conv.interrupt()                          # the Interrupt button, on the worker
+        await asyncio.sleep(0)
+        dropped = out.dropped - before
+        media.hear(None)                          # the page hangs up
+        await running
+        return voiced, dropped
+
+    async def call_side():
+        """The server's side: what the tracks hold is dropped."""
+        call = Call(RTCPeerConnection(), conv, Stack(Config(), None, None), persona, 8, Recordings(), 60.0, "vp8")
+        call.video.push(np.zeros((4, 8, 8, 3), np.uint8))
+        call.voice.push(np.ones(RATE // 5, np.float32))
+        held = (len(call.video._frames), len(call.voice._pending))
+        call.drop_shown()
+        await asyncio.sleep(0.05)
+        await call.pc.close()
+        call._worker.loop.close()
+        return held, (len(call.video._frames), len(call.voice._pending))
+
+    voiced, dropped = asyncio.run(conversation_side())
+    assert voiced > 0 and dropped > 0 and conv.turns[0].interrupted
+    conv, _ = make()
+    before, after = asyncio.run(call_side())
     assert before[0] > 0 and before[1] > 0          # voice and video were waiting to be sent
-    assert after == (0, 0) and conv.turns[0].interrupted
+    assert after == (0, 0)
 
 
 def test_warming_up_again_during_a_call_leaves_the_vad_alone():

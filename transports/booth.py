@@ -23,6 +23,7 @@ from speech.devices import NoAudioDevice, SoundCard
 from transports.web.shared_stack import SharedStack
 from transports.web.tracks import AvatarVideoTrack
 from transports.web.transcript import snapshot
+from transports.web.video import VideoCodecError, send_video
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,12 @@ class Booth:
             if pc.connectionState in ("failed", "closed"):
                 await self._drop(viewer)
 
+        try:
+            send_video(pc, viewer.video, self.cfg.server.video_codec, self.cfg.avatar.fps, sdp)
+        except VideoCodecError:
+            await pc.close()
+            raise
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-        pc.addTrack(viewer.video)
         await pc.setLocalDescription(await pc.createAnswer())
         self._viewers.append(viewer)
         return pc.localDescription

@@ -1,7 +1,7 @@
 """The live calls: opened from a browser's offer, at most `server.max_sessions` at once.
 
-Each call gets its own conversation (persona, history, avatar, VAD) built on the one
-shared stack, and its own peer connection with exactly the configured ICE servers
+Each call gets its own conversation (persona, history, avatar, VAD, LLM client) built
+on the one shared stack, run on a worker of its own, and its own peer connection with exactly the configured ICE servers
 (aiortc would otherwise use a public STUN server).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from config import Config
 from transports.web.call import Call, CallError
 from transports.web.recording import Recordings
 from transports.web.shared_stack import SharedStack
+from transports.web.worker import close_worker_stack, worker_stack
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ class Calls:
         self._live: dict[Call, asyncio.Task] = {}
         self._opening = 0                      # slots held by offers being answered
 
+    @property
+    def live(self) -> int:
+        """Calls going on (their workers running, or closing)."""
+        return len(self._live)
+
     async def open(self, sdp: str, kind: str, persona_id: str) -> tuple[str, RTCSessionDescription]:
         """Answer a browser's offer and start the call: (the call's id, the answer).
         Raises CallRefused."""
@@ -69,24 +75,28 @@ class Calls:
         if stack is None:
             raise CallRefused(503, self.shared.error or f"still getting ready ({self.shared.status}); try again soon")
         if len(self._live) + self._opening >= self.limit:
-            raise CallRefused(429, f"the avatar is already talking with {self.limit} people; try again in a moment")
+            who = "someone else" if self.limit == 1 else f"{self.limit} people"
+            raise CallRefused(429, f"the avatar is already talking with {who}; try again in a moment")
         if persona_id not in persona_ids():
             raise CallRefused(400, f"no persona '{persona_id}' (available: {', '.join(persona_ids())})")
         self._opening += 1
         try:
             t = time.perf_counter()
+            stack = worker_stack(stack, asyncio.get_running_loop())   # the call's worker uses it
             try:
                 persona = load_persona(persona_id)
                 conv = await asyncio.to_thread(conversation, stack, persona)
             except Exception as e:  # a broken persona file or picture: say which
                 log.exception("building the conversation failed")
+                await close_worker_stack(stack)
                 raise CallRefused(500, f"could not start the avatar: {e}") from None
-            call = Call(peer_connection(self.cfg.server.ice_servers), conv, persona, self.cfg.avatar.size,
-                        self.recordings, self.cfg.server.max_recording_s)
+            call = Call(peer_connection(self.cfg.server.ice_servers), conv, stack, persona, self.cfg.avatar.size,
+                        self.recordings, self.cfg.server.max_recording_s, self.cfg.server.video_codec)
             try:
                 answer = await call.answer(sdp, kind)
-            except Exception as e:
+            except Exception as e:  # the worker never started: close here what it would have
                 await conv.close()
+                await close_worker_stack(stack)
                 await call.pc.close()
                 if isinstance(e, CallError):
                     raise CallRefused(400, str(e)) from None

@@ -12,6 +12,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +29,17 @@ class Recordings:
     def __init__(self):
         self.folder = Path(tempfile.mkdtemp(prefix="persona-recordings-"))
         self._kept: list[Path] = []
+        self._lock = threading.Lock()      # calls record on their own workers' threads
 
     def new(self) -> tuple[str, Path]:
         """A fresh (token, path); the oldest recording goes when there are too many."""
         token = secrets.token_hex(8)
         path = self.folder / f"{token}.mp4"
-        self._kept.append(path)
-        while len(self._kept) > MAX_KEPT:
-            for old in self.folder.glob(f"{self._kept.pop(0).stem}.*"):  # the video, its transcript, …
-                old.unlink(missing_ok=True)
+        with self._lock:
+            self._kept.append(path)
+            while len(self._kept) > MAX_KEPT:
+                for old in self.folder.glob(f"{self._kept.pop(0).stem}.*"):  # the video, its transcript, …
+                    old.unlink(missing_ok=True)
         return token, path
 
     def path(self, token: str, suffix: str) -> Path | None:

@@ -6,9 +6,14 @@
     POST /webrtc/watch               {"sdp", "type"}  →  {"sdp", "type"}     booth mode: the avatar, receive only
     POST /webrtc/portrait/<call>     the image file as the body, X-Filename: its name  →  {} or {"error": one line}
     GET  /recordings/<token>.mp4     a finished recording (.json: its transcript)
+    GET  /webrtc/stats               {"calls", "tasks", "threads", "rss_mb"}   from this machine only:
+                                     what the server holds (tests and bench/web_soak.py watch it)
 """
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 from typing import Literal
 from urllib.parse import unquote
 
@@ -21,6 +26,7 @@ from transports.booth import Booth
 from transports.web.calls import CallRefused, Calls
 from transports.web.recording import Recordings
 from transports.web.two_agents import TwoAgents
+from transports.web.video import VideoCodecError
 
 
 class Offer(BaseModel):
@@ -45,6 +51,15 @@ class TwoAgentsOffer(WatchOffer):
     topic: str = ""
     turns: int = 4
     images: dict[Literal["a", "b"], Upload] = {}
+
+
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def rss_mb() -> float:
+    """This process's resident memory."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def refused(e: CallRefused) -> JSONResponse:
@@ -75,6 +90,13 @@ def signaling_routes(calls: Calls, two_agents: TwoAgents, recordings: Recordings
     def config() -> dict:
         return {"iceServers": [{"urls": url} for url in ice_servers]}
 
+    @router.get("/webrtc/stats")
+    async def stats(request: Request):
+        if request.client is None or request.client.host not in LOOPBACK:
+            return JSONResponse({"error": "only from this machine"}, status_code=403)
+        return {"calls": calls.live, "tasks": len(asyncio.all_tasks()), "threads": threading.active_count(),
+                "rss_mb": round(rss_mb(), 1)}
+
     @router.post("/webrtc/offer")
     async def offer(offer: Offer):
         try:
@@ -101,7 +123,10 @@ def signaling_routes(calls: Calls, two_agents: TwoAgents, recordings: Recordings
             return JSONResponse({"error": booth.error}, status_code=503)
         if booth.conv is None:
             return JSONResponse({"error": "still getting ready; try again soon"}, status_code=503)
-        answer = await booth.watch(offer.sdp, offer.type)
+        try:
+            answer = await booth.watch(offer.sdp, offer.type)
+        except VideoCodecError as e:
+            return JSONResponse({"error": str(e)}, status_code=400)
         return {"sdp": answer.sdp, "type": answer.type}
 
     @router.post("/webrtc/portrait/{call_id}")

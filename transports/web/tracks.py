@@ -8,8 +8,7 @@ queued up behind others, so the picture and voice stay within a block of the
 conversation (what the user hears is what the conversation thinks was said). When a
 buffer runs dry the picture holds its last frame and the voice plays silence.
 
-Incoming: `MicBacklog` bounds the mic frames waiting to be heard, and `mic_samples`
-turns aiortc's decoded Opus frames into mono float32.
+Incoming: `mic_samples` turns aiortc's decoded Opus frames into mono float32.
 """
 from __future__ import annotations
 
@@ -79,8 +78,7 @@ class AvatarVideoTrack(MediaStreamTrack):
 
 
 class VoiceTrack(MediaStreamTrack):
-    """The agent's voice. Also keeps what it was given, at the session rate, as the echo
-    reference for the conversation's VAD (`take_played`)."""
+    """The agent's voice."""
 
     kind = "audio"
 
@@ -90,29 +88,15 @@ class VoiceTrack(MediaStreamTrack):
         self._frame = int(VOICE_FRAME_S * VOICE_RATE)
         self._pending = np.zeros(0, np.float32)                 # 48 kHz, waiting to be sent
         self._max = int(max_seconds * VOICE_RATE)
-        self._reference = np.zeros(0, np.float32)              # session rate, not yet taken
-        self._max_reference = int(max_seconds * session_rate)
         self._pacer = _Pacer(1 / VOICE_FRAME_S)
 
     def push(self, audio: np.ndarray) -> None:
         """One block's agent voice (float32 at the session rate; zeros when quiet)."""
         self._pending = np.concatenate([self._pending, self._to_voice_rate(audio)])[-self._max:]
-        self._reference = np.concatenate([self._reference, audio])[-self._max_reference:]
 
     def clear(self) -> None:
-        """An interruption: drop the voice not yet sent, and its echo reference."""
+        """An interruption: drop the voice not yet sent."""
         self._pending = np.zeros(0, np.float32)
-        self._reference = np.zeros(0, np.float32)
-
-    def take_played(self, n: int) -> np.ndarray:
-        """The next `n` session-rate samples of the voice on its way to the browser
-        (zero-padded): the echo reference for one mic tick. The buffers, the network and
-        the browser add a delay, which the VAD's echo canceller searches for."""
-        out = np.zeros(n, np.float32)
-        head = self._reference[:n]
-        out[:len(head)] = head
-        self._reference = self._reference[len(head):]
-        return out
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -127,36 +111,6 @@ class VoiceTrack(MediaStreamTrack):
         frame.pts = i * self._frame
         frame.time_base = Fraction(1, VOICE_RATE)
         return frame
-
-
-class MicBacklog:
-    """The browser's mic frames, taken from aiortc as soon as they arrive and kept in a
-    bounded queue. aiortc's own receive queue is unbounded; a server that fell behind
-    (CPU starved) skips the oldest audio rather than answer ever later."""
-
-    def __init__(self, track: MediaStreamTrack, max_frames: int):
-        self._track = track
-        self._frames: asyncio.Queue[av.AudioFrame | None] = asyncio.Queue(maxsize=max_frames)
-        self.dropped_s = 0.0
-        self.most_waiting = 0          # frames waiting at worst: how far the server fell behind
-
-    async def run(self) -> None:
-        """Move frames over until the track ends (then `get` returns None)."""
-        try:
-            while True:
-                self._put(await self._track.recv())
-        except MediaStreamError:
-            self._put(None)
-
-    async def get(self) -> av.AudioFrame | None:
-        return await self._frames.get()
-
-    def _put(self, frame: av.AudioFrame | None) -> None:
-        if self._frames.full():
-            oldest = self._frames.get_nowait()
-            self.dropped_s += oldest.samples / oldest.sample_rate
-        self._frames.put_nowait(frame)
-        self.most_waiting = max(self.most_waiting, self._frames.qsize())
 
 
 def mic_samples(frame: av.AudioFrame) -> np.ndarray:

@@ -28,6 +28,7 @@ from transports.web.recording import Recordings
 from transports.web.shared_stack import SharedStack
 from transports.web.tracks import AvatarVideoTrack, VoiceTrack
 from transports.web.transcript import snapshot
+from transports.web.video import VideoCodecError, send_video
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,13 @@ class TwoAgents:
             elif pc.connectionState in ("failed", "closed") and self._task is not None:
                 self._task.cancel()
 
+        try:
+            send_video(pc, video, self.cfg.server.video_codec, fps, sdp)
+        except VideoCodecError as e:
+            await pc.close()
+            raise CallRefused(400, str(e)) from None
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
         pc.addTrack(voice)
-        pc.addTrack(video)
         await pc.setLocalDescription(await pc.createAnswer())
         self._pc = pc
         self._task = asyncio.create_task(self._run(pc, video, voice, channel, connected, pa, pb, topic, turns),
