@@ -63,10 +63,6 @@ class Brain(Protocol):
     async def warm_up(self) -> None:
         """Prepare for the first turn (e.g. have the LLM read the persona prompt once)."""
 
-    async def read_ahead(self, history: History) -> None:
-        """Between turns: get what the next reply will need from `history` ready now
-        (a local LLM reads it), so the reply waits only for the new turn."""
-
 
 class LocalVoice:
     """Fixed lines (greeting, apology) in the local Piper voice, for every brain: an
@@ -88,10 +84,8 @@ class LocalVoice:
 
 
 class CascadeBrain(LocalVoice):
-    def __init__(self, asr: ASR, llm: TextLLM, tts: TTS, persona: Persona, rate: int = 16000, *,
-                 reads_ahead: bool = True):
+    def __init__(self, asr: ASR, llm: TextLLM, tts: TTS, persona: Persona, rate: int = 16000):
         self.asr, self.llm, self.tts, self.persona, self.rate = asr, llm, tts, persona, rate
-        self.reads_ahead = reads_ahead
 
     async def reply(self, audio: np.ndarray, history: History) -> AsyncIterator[BrainEvent]:
         t0 = time.perf_counter()
@@ -123,12 +117,6 @@ class CascadeBrain(LocalVoice):
         # Without this the first reply also pays for reading the persona prompt (~3 s),
         # and for the ASR's and the TTS's first calls (their lazy setup, ~0.5 s).
         await asyncio.gather(self.llm.warm_up(self.persona), warm_up_speech(self.asr, self.tts))
-
-    async def read_ahead(self, history: History) -> None:
-        # The last reply and the turn it answered, read now instead of after the next
-        # question: ~0.1-0.3 s of prompt on two cores that the user no longer waits for.
-        if self.reads_ahead:
-            await self.llm.warm_up(self.persona, history)
 
 
 class OmniBrain(LocalVoice):
@@ -165,9 +153,6 @@ class OmniBrain(LocalVoice):
     async def warm_up(self) -> None:
         # a hosted model keeps its own caches; the local ASR and the apology's voice do not
         await warm_up_speech(self.asr, self.tts)
-
-    async def read_ahead(self, history: History) -> None:
-        pass  # a hosted model keeps its own prompt cache
 
 
 async def warm_up_speech(asr: ASR | None, tts: TTS) -> None:

@@ -7,8 +7,7 @@ brain (dead server, 401, 429, timeouts, a cut stream, a crash) become a short sp
 apology; the conversation and its history go on. `cancel` stops the task, and with it
 the LLM's HTTP request and the TTS. History is written only by `finish`, once the user
 has heard what they heard: a prepared reply that was dropped leaves no trace, and an
-apology is not something the model said. Once it is written, the brain reads it ahead
-(`read_ahead`) while the user thinks, so the next reply waits only for its own turn.
+apology is not something the model said.
 """
 from __future__ import annotations
 
@@ -57,7 +56,6 @@ class ReplyRunner:
     def __init__(self, brain: Brain, playout: Playout, history: History, publish: Callable[[Event], None]):
         self.brain, self.playout, self.history, self.publish = brain, playout, history, publish
         self._cancelled: set[asyncio.Task] = set()
-        self._reading: asyncio.Task | None = None   # the brain reading the history ahead
 
     def start(self, turn: int, audio: np.ndarray, user_start: float) -> Reply:
         reply = Reply(turn, audio, user_start)
@@ -128,23 +126,8 @@ class ReplyRunner:
             self.history.add_user(reply.user_text)
         if reply.spoken and not reply.failure:
             self.history.add_agent(reply.spoken, interrupted=interrupted)
-        self._read_ahead()
-
-    def _read_ahead(self) -> None:
-        # One at a time: if the last one is still running, the next reply reads the rest.
-        if self._reading is not None and not self._reading.done():
-            return
-        self._reading = asyncio.create_task(self.brain.read_ahead(self.history), name="read-ahead")
-        self._reading.add_done_callback(_log_failure)
 
     async def close(self) -> None:
-        tasks = [*self._cancelled, *([self._reading] if self._reading is not None else [])]
-        for task in tasks:
+        for task in list(self._cancelled):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _log_failure(task: asyncio.Task) -> None:
-    # Reading ahead only saves time: a failure is the next reply's to report.
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("reading the history ahead failed: %s", task.exception())
+        await asyncio.gather(*self._cancelled, return_exceptions=True)

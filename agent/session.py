@@ -102,10 +102,7 @@ def make_brain(stack: Stack, persona: Persona, seat: int = 0) -> Brain:
     tts = stack.tts.with_formants(persona.voice_formant)   # the persona's own vocal tract
     if stack.omni is not None:
         return OmniBrain(stack.omni, tts, persona, SESSION_RATE, asr=stack.asr)
-    # Two seats are two LLM servers on the same cores: one reading ahead just as the
-    # other must answer doubles both (llama.cpp's threads spin), 0.4 s became 2.2 s.
-    return CascadeBrain(stack.asr, stack.llms[seat], tts, persona, SESSION_RATE,
-                        reads_ahead=len(stack.llms) == 1)
+    return CascadeBrain(stack.asr, stack.llms[seat], tts, persona, SESSION_RATE)
 
 
 def reference_image(cfg: Config, persona: Persona) -> np.ndarray:

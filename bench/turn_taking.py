@@ -73,9 +73,6 @@ class ListeningBrain(LocalVoice):
     async def warm_up(self):
         pass
 
-    async def read_ahead(self, history):
-        pass  # no LLM to read it
-
 
 def voiced(voice_cfg, room):
     def say(text: str) -> np.ndarray:

@@ -77,7 +77,6 @@ class ScriptedBrain:
 
     def __init__(self, asr, clock, think_s):
         self.asr, self.clock, self.think_s = asr, clock, think_s
-        self.read = []              # (session time, the history's turns) at each read_ahead
 
     async def reply(self, audio, history):
         text = self.asr.transcribe(audio).text
@@ -95,9 +94,6 @@ class ScriptedBrain:
 
     async def warm_up(self):
         pass
-
-    async def read_ahead(self, history):
-        self.read.append((self.clock.now, [(t.role, t.text, t.interrupted) for t in history.turns]))
 
 
 class TurnEndScript:
@@ -177,20 +173,6 @@ def test_a_question_goes_through_every_state_and_is_answered():
     assert [t.role for t in conv.history.turns] == ["user", "agent"]
     breakdown = turn.breakdown()
     assert sum(v for v in breakdown.values() if v is not None) == pytest.approx(turn.response_s, abs=1e-6)
-
-
-def test_the_brain_reads_each_finished_exchange_ahead_of_the_next_turn():
-    conv, _ = make()
-    # a question, its reply (played to its end), and a barge-in on the second reply
-    run(conv, [(0.5, 600, 1.0), (6.5, 700, 1.0), (9.5, 500, 0.5)], 14.0)
-    first, second = conv.brain.read[:2]
-    # after the first reply has played: the history with it, before the next question
-    assert first[1] == [("user", "What is a black hole?", False), ("agent", conv.turns[0].agent_text, False)]
-    assert conv.turns[0].first_audio_at + REPLY_CHUNKS * REPLY_CHUNK_S - 0.1 <= first[0] < 6.5
-    # after the barge-in: the interrupted reply as the user heard it
-    assert second[1][2:] == [("user", "Tell me about Mars.", False), ("agent", conv.turns[1].agent_text, True)]
-    # a reply that was only prepared and then dropped is never read ahead
-    assert all(len(h) % 2 == 0 for _, h in conv.brain.read)
 
 
 @pytest.mark.parametrize("hz, seconds", [(300, 0.3), (400, 0.8), (300, 1.2)])
