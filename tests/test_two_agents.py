@@ -73,7 +73,9 @@ def test_each_persona_keeps_its_own_prompt_evaluated(recording):
     # times that (1.5-2.2 s with Gemma, which reads prompts ~6x faster).
     _, result = recording
     for turn in result["a"]["turns"] + result["b"]["turns"]:
-        assert turn["llm_first_token_s"] - turn["asr_s"] < 2.5, turn
+        # what is new is the other's reply: ~0.05 s a word on one thread of this Xeon,
+        # where re-reading the ~400-token prompt would take 5 s and more
+        assert turn["llm_first_token_s"] - turn["asr_s"] < 1.5 + 0.05 * len(turn["user_text"].split()), turn
 
 
 def test_nobody_is_cut_off_and_the_voices_take_turns(recording):

@@ -63,7 +63,18 @@ def test_ten_minutes_of_silence_and_empty_chunks(cfg, vad_model):
 
 def test_clipped_audio_still_gives_the_turns(cfg, vad_model, conversation):
     clipped = np.clip(conversation.audio * 20, -1, 1)
-    assert len(turns_of(run(with_vad(cfg, vad_model), clipped))) == len(conversation.turns)
+    got = turns_of(run(with_vad(cfg, vad_model), clipped))
+    # Every turn found and none invented; clipped speech may split at a comma's pause
+    # (one Piper rendition in several did), shorter than the script's 0.8 s silences.
+    merged = [list(got[0])]
+    for start, end in got[1:]:
+        if start - merged[-1][1] < 0.7:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    assert len(merged) == len(conversation.turns), got
+    for (s, e), (ts, te) in zip(merged, conversation.turns):
+        assert ts - 0.5 <= s and e <= te + 1.0, (got, conversation.turns)
 
 
 @pytest.mark.parametrize("rate", [8000, 48000])
