@@ -12,26 +12,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from fractions import Fraction
 
-import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 
+from aiortc_browser import MIC_RATE, TICK_S, Browser, serving
 from config import load_config
-from speech.audio import resample, to_int16
+from speech.audio import resample
 from speech.espeak import VOICES, speak
-from transports.web.calls import Calls
-from transports.web.recording import Recordings
-from transports.web.shared_stack import SharedStack
 from test_webui import CONFIG
 
-MIC_RATE = 48000
-FRAME = 960                      # 20 ms
 QUESTION_AT_S = 6.0              # after the greeting
 MEASURE_S = 16.0                 # the greeting, the question and most of the reply
-TICK_S = 0.02
 # Blocks of a second, as a slow backend renders them: with the media on the server's
 # loop each one holds it up (130-270 ms here, every second).
 AVATAR = {"frames_per_block": 25}
@@ -40,44 +31,6 @@ AVATAR = {"frames_per_block": 25}
 # worker, the models and other jobs on the same cores, and the GIL). On the loop: 60 ms
 # quiet, 100-170 ms busy.
 MAX_LAG_S = 0.1
-
-
-class FakeMic(MediaStreamTrack):
-    """A browser's microphone: 20 ms frames of `audio` (48 kHz), in real time, then silence."""
-
-    kind = "audio"
-
-    def __init__(self, audio: np.ndarray):
-        super().__init__()
-        self._audio = to_int16(audio)
-        self._i = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        self._start = self._start or time.monotonic()
-        delay = self._start + self._i * TICK_S - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        chunk = self._audio[self._i * FRAME:(self._i + 1) * FRAME]
-        frame = av.AudioFrame.from_ndarray(np.pad(chunk, (0, FRAME - len(chunk)))[None, :], format="s16",
-                                           layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = MIC_RATE, self._i * FRAME, Fraction(1, MIC_RATE)
-        self._i += 1
-        return frame
-
-
-async def receive(track, heard: dict) -> None:
-    try:
-        while True:
-            frame = await track.recv()
-            if track.kind == "audio":
-                heard["voice_peak"] = max(heard["voice_peak"], float(np.abs(frame.to_ndarray()).max()) / 32768)
-            else:
-                heard["frames"] += 1
-    except MediaStreamError:
-        pass
 
 
 async def lateness(loop: asyncio.AbstractEventLoop, seconds: float) -> list[float]:
@@ -91,44 +44,22 @@ async def lateness(loop: asyncio.AbstractEventLoop, seconds: float) -> list[floa
 
 
 async def one_call(cfg, question: np.ndarray) -> dict:
-    shared = SharedStack(cfg)
-    loading = asyncio.create_task(shared.hold())
-    calls = Calls(cfg, shared, Recordings())
-    client = RTCPeerConnection()
-    heard = {"voice_peak": 0.0, "frames": 0}
-    r = {"heard": heard}
-    receivers: list[asyncio.Task] = []
-    try:
-        while not shared.settled:
-            await asyncio.sleep(0.1)
-        assert shared.stack is not None, shared.error
-        client.addTrack(FakeMic(np.concatenate([np.zeros(int(QUESTION_AT_S * MIC_RATE), np.float32), question])))
-        client.addTransceiver("video", direction="recvonly")
-        client.createDataChannel("events")
-        client.on("track", lambda track: receivers.append(asyncio.create_task(receive(track, heard))))
-        await client.setLocalDescription(await client.createOffer())
-        _, answer = await calls.open(client.localDescription.sdp, "offer", "ada")
-        await client.setRemoteDescription(RTCSessionDescription(answer.sdp, answer.type))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while client.connectionState != "connected" and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        assert client.connectionState == "connected"
-        workers = [t.name for t in threading.enumerate() if t.name.startswith("call-")]
-        cpu = time.thread_time()      # the loop's thread: both peers' aiortc, and on the old code the media
-        late = await lateness(loop, MEASURE_S)
-        r.update(late=late, workers=workers, loop_cpu=(time.thread_time() - cpu) / MEASURE_S)
-        return r
-    finally:
-        await client.close()
-        await calls.close_all()
-        for task in receivers:
-            task.cancel()
+    async with serving(cfg) as calls:
+        browser = Browser()
+        try:
+            browser.mic.say(np.concatenate([np.zeros(int(QUESTION_AT_S * MIC_RATE), np.float32), question]))
+            await browser.call(calls, "ada")
+            workers = [t.name for t in threading.enumerate() if t.name.startswith("call-")]
+            cpu = time.thread_time()      # the loop's thread: both peers' aiortc, and on the old code the media
+            late = await lateness(asyncio.get_running_loop(), MEASURE_S)
+            r = {"late": late, "workers": workers, "loop_cpu": (time.thread_time() - cpu) / MEASURE_S,
+                 "heard": {"voice_peak": browser.voice_peak, "frames": browser.frames}}
+        finally:
+            await browser.close()
+            await calls.close_all()
         r["threads_left"] = [t.name for t in threading.enumerate() if t.name.startswith("call-")]
         r["calls_left"] = calls.live
-        loading.cancel()
-        await asyncio.gather(loading, *receivers, return_exceptions=True)
-        calls.recordings.close()
+        return r
 
 
 def test_the_server_loop_stays_free_while_a_call_renders_and_replies():
