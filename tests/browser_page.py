@@ -144,6 +144,16 @@ def served(app: subprocess.Popen, url: str) -> bool:
     return page_up(url)
 
 
+def open_live_page(page, url: str, ready_s: float):
+    """The Live tab with the probe installed, once its models are ready: the Start button."""
+    page.add_init_script(PROBE)
+    page.goto(url, timeout=30000)
+    button = page.locator("#call-button")
+    button.wait_for(state="visible", timeout=30000)
+    wait_for("models ready (Start enabled)", button.is_enabled, ready_s, 0.25)
+    return button
+
+
 def run(args, result: dict, app: subprocess.Popen) -> None:
     from playwright.sync_api import sync_playwright
     url = f"http://127.0.0.1:{args.port}/"
@@ -153,11 +163,7 @@ def run(args, result: dict, app: subprocess.Popen) -> None:
         browser = launch(pw, args, 900, fake_mic=args.wav)
         page = browser.pages[0] if browser.pages else browser.new_page()
         try:
-            page.add_init_script(PROBE)
-            page.goto(url, timeout=30000)
-            button = page.locator("#call-button")
-            button.wait_for(state="visible", timeout=30000)
-            wait_for("models ready (Start enabled)", button.is_enabled, 90, 0.25)
+            button = open_live_page(page, url, ready_s=90)
             result["brain"] = page.locator("#brain").inner_text()
             button.click()
             wait_for("connected", lambda: page.evaluate("__probe.connectedAt"), 20)
@@ -328,11 +334,7 @@ def run_turns(args, result: dict, app: subprocess.Popen) -> None:
         browser = launch(pw, args, 900, fake_mic=args.wav)
         page = browser.pages[0] if browser.pages else browser.new_page()
         try:
-            page.add_init_script(PROBE)
-            page.goto(url, timeout=30000)
-            button, state = page.locator("#call-button"), page.locator("#call-state")
-            button.wait_for(state="visible", timeout=30000)
-            wait_for("models ready (Start enabled)", button.is_enabled, 120, 0.25)
+            button, state = open_live_page(page, url, ready_s=120), page.locator("#call-state")
             button.click()
             wait_for("connected", lambda: page.evaluate("__probe.connectedAt"), 20)
             page.evaluate(TURNS_MEASURE)

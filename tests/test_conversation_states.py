@@ -367,8 +367,7 @@ def test_a_web_call_drops_what_its_tracks_hold_on_an_interruption():
         held = (len(call.video._frames), len(call.voice._pending))
         call.drop_shown()
         await asyncio.sleep(0.05)
-        await call.pc.close()
-        call._worker.loop.close()
+        await call.discard()
         return held, (len(call.video._frames), len(call.voice._pending))
 
     voiced, dropped = asyncio.run(conversation_side())

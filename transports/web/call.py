@@ -87,6 +87,12 @@ class Call:
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription
 
+    async def discard(self) -> None:
+        """A call that never started (its offer refused): close its peer connection and
+        the loop its worker made for it and never ran."""
+        await self.pc.close()
+        self._worker.close()
+
     def start(self) -> asyncio.Task:
         """Run the call in a task; the task closes everything when the call ends."""
         self._task = asyncio.create_task(self._run(), name=f"call-{self.id}")

@@ -97,7 +97,7 @@ class Calls:
             except Exception as e:  # the worker never started: close here what it would have
                 await conv.close()
                 await close_worker_stack(stack)
-                await call.pc.close()
+                await call.discard()
                 if isinstance(e, CallError):
                     raise CallRefused(400, str(e)) from None
                 raise CallRefused(400, f"not a usable WebRTC offer: {e}") from None

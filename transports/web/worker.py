@@ -42,6 +42,7 @@ class Worker:
         self.loop = asyncio.new_event_loop()   # made here: `call_soon` works before the thread runs
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._thread: threading.Thread | None = None   # set by `run`
 
     def call_soon(self, fn: Callable[..., Any], *args) -> None:
         """`fn(*args)` on the worker's loop, from any thread; dropped once the work is over."""
@@ -52,7 +53,8 @@ class Worker:
         """Run `work()` in the worker; return what it returns, raise what it raises.
         Cancelled, it cancels the work and returns once the thread has ended."""
         done: concurrent.futures.Future = concurrent.futures.Future()
-        thread = threading.Thread(target=self._serve, args=(work, done), name=self.name, daemon=True)
+        thread = self._thread = threading.Thread(target=self._serve, args=(work, done), name=self.name,
+                                                 daemon=True)
         thread.start()
         try:
             return await asyncio.shield(asyncio.wrap_future(done))
@@ -63,6 +65,11 @@ class Worker:
             raise
         finally:
             await asyncio.to_thread(thread.join)   # `done` is set last: at once
+
+    def close(self) -> None:
+        """For a worker that never ran: its loop, made in __init__, is closed here."""
+        if self._thread is None:
+            self.loop.close()
 
     def _serve(self, work: Callable[[], Awaitable[T]], done: concurrent.futures.Future) -> None:
         outcome: tuple[bool, Any] = (False, None)
