@@ -135,16 +135,18 @@ class LocalLLMServer:
         if self._failure:
             raise self._failure
 
-    async def has_died(self, within_s: float = 2.0) -> bool:
-        """Whether the process has exited, or does within `within_s`. A request that failed
-        against a dying server (it may still accept connections while it goes down) then
-        waits for the restart instead of failing the user's turn."""
+    async def has_died(self, pid: int | None, within_s: float = 2.0) -> bool:
+        """Whether process `pid` (the one a failed request went to) has exited, or does
+        within `within_s`. A request that failed against a dying server (it may still
+        accept connections while it goes down) then waits for the restart instead of
+        failing the user's turn. The watchdog may have replaced it already: that counts."""
         deadline = time.monotonic() + within_s
-        while self._proc is None or self._proc.poll() is None:
+        while self._proc is not None and self._proc.pid == pid and self._proc.poll() is None:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
-        self._ready.clear()
+        if self._proc is None or self._proc.pid == pid:
+            self._ready.clear()  # gone and not yet replaced: wait_ready waits for the watchdog
         return True
 
     # ── internals ─────────────────────────────────────────────────────────────────────

@@ -117,6 +117,7 @@ class TextLLM:
                 except LLMServerError as e:  # the local server is down for good
                     yield ReplyFailed(LLMError(FailureKind.CONNECTION, str(e)))
                     return
+                serving_pid = self.server.pid  # the process this try's request goes to
             try:
                 async for chunk in self.endpoint.stream(request, **params):
                     choice = first_choice(chunk)
@@ -132,7 +133,7 @@ class TextLLM:
             except LLMError as e:
                 if (attempt == 0 and self.server and not parts
                         and e.kind in (FailureKind.CONNECTION, FailureKind.STREAM_CUT)
-                        and await self.server.has_died()):
+                        and await self.server.has_died(serving_pid)):
                     continue  # wait_ready waits for the watchdog's restart
                 yield ReplyFailed(e)
                 return

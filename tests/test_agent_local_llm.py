@@ -277,6 +277,10 @@ def test_killed_server_is_detected_and_restarted(loop, server, llm_cfg, caplog, 
     assert any(f"process {old_pid} exited with code -9 (killed by SIGKILL); restarting (1/3)" in r.getMessage()
                for r in caplog.records)
     assert any("llm server: ready on" in r.getMessage() for r in caplog.records)
+    # A request that failed on the old process retries even when the watchdog has
+    # already replaced it; one that failed on the live one does not wait for a restart.
+    assert run(loop, server.has_died(old_pid, within_s=0))
+    assert not run(loop, server.has_died(server.pid, within_s=0.2))
 
 
 def test_a_dead_endpoint_fails_fast(loop, llm_cfg, make_llm):

@@ -107,42 +107,47 @@ def test_a_persona_pitch_shifts_the_voice_but_not_its_pace_or_words(tts, asr, se
     assert word_error_rate(text, asr.transcribe(clip).text) <= 0.2
 
 
-def renditions(tts, text: str, pitch: float, n: int = 3) -> tuple[float, np.ndarray]:
-    """Mean F0 over `n` renditions (Piper samples its prosody), and all of them end to
-    end at the session rate, as the conversation plays them."""
+def renditions(tts, text: str, pitch: float, n: int = 3) -> tuple[float, list[np.ndarray]]:
+    """Mean F0 over `n` renditions (Piper samples its prosody), and the renditions at the
+    session rate, as the conversation plays them."""
     clips = [resample(c.audio, c.sample_rate, 16000) for c in (tts.synthesize(text, pitch=pitch) for _ in range(n))]
-    return float(np.mean([pitch_hz(c, 16000) for c in clips])), np.concatenate(clips)
+    return float(np.mean([pitch_hz(c, 16000) for c in clips])), clips
 
 
 def test_formants_move_but_the_pitch_and_the_words_stay(tts, asr):
     text = "Good morning, my name is Ada. I like the stars and the sea."
     f0_plain, plain = renditions(tts, text, 0)
     for semitones in (3, -3):
-        f0, clip = renditions(tts.with_formants(semitones), text, 0)
+        f0, clips = renditions(tts.with_formants(semitones), text, 0)
         assert abs(f0 / f0_plain - 1) < 0.06, (semitones, f0, f0_plain)
-        assert formant_shift_semitones(plain, 16000, clip, 16000) == pytest.approx(semitones, abs=1.2)
-        assert word_error_rate(text, asr.transcribe(clip[: len(clip) // 3]).text) <= 0.2
+        assert formant_shift_semitones(np.concatenate(plain), 16000, np.concatenate(clips), 16000) \
+            == pytest.approx(semitones, abs=1.2)
+        assert word_error_rate(text, asr.transcribe(clips[0]).text) <= 0.2
     # pitch without its own formants: both move, as one speaker sped up
-    f0, clip = renditions(tts, text, 3)
-    assert formant_shift_semitones(plain, 16000, clip, 16000) == pytest.approx(3, abs=1.2)
+    f0, clips = renditions(tts, text, 3)
+    assert formant_shift_semitones(np.concatenate(plain), 16000, np.concatenate(clips), 16000) \
+        == pytest.approx(3, abs=1.2)
 
 
 def test_ada_and_juno_speak_in_different_voices(tts, asr):
     """Not one voice at two speeds: Ada is higher than Juno, her formants lower."""
     text = "The moon is slowly drifting away from the Earth, a little further every year."
     ada, juno = load_persona("ada"), load_persona("juno")
-    (f0_a, clip_a), (f0_j, clip_j) = (renditions(tts.with_formants(p.voice_formant), text, p.voice_pitch, n=5)
-                                      for p in (ada, juno))
+    (f0_a, clips_a), (f0_j, clips_j) = (renditions(tts.with_formants(p.voice_formant), text, p.voice_pitch, n=5)
+                                        for p in (ada, juno))
     assert 12 * np.log2(f0_a / f0_j) == pytest.approx(ada.voice_pitch - juno.voice_pitch, abs=1.0)
     # Measured, moved formants read up to a semitone further than set when the pitch
     # moved the other way, and renditions vary by about one.
-    formants = formant_shift_semitones(clip_j, 16000, clip_a, 16000)   # Ada's above Juno's
+    formants = formant_shift_semitones(np.concatenate(clips_j), 16000,   # Ada's above Juno's
+                                       np.concatenate(clips_a), 16000)
     setting = ada.voice_formant - juno.voice_formant
     assert setting - 2.5 <= formants <= -1.5, (formants, setting)
     assert f0_a > f0_j * 2 ** (3 / 12)
-    for clip in (clip_a, clip_j):   # both still easy to understand, over all five renditions
-        # (Piper samples its prosody: one in ten or so is misheard in places, either way)
-        assert word_error_rate(" ".join([text] * 5), asr.transcribe(clip).text) <= 0.2
+    for clips in (clips_a, clips_j):   # both still easy to understand, rendition by rendition
+        # (Piper samples its prosody: one in ten or so is misheard in places, either way;
+        # one 20 s clip of the same sentence five times sent Whisper tiny into a loop)
+        errors = sorted(word_error_rate(text, asr.transcribe(c).text) for c in clips)
+        assert errors[len(errors) // 2] <= 0.2, errors
 
 
 def test_moving_formants_adds_little_to_a_sentence(tts):

@@ -73,7 +73,7 @@ async def hang_up_mid_reply(cfg, question: np.ndarray, say_bye: bool) -> dict:
                  tasks_left=sorted(t.get_name() for t in asyncio.all_tasks())[:20],
                  tasks_after=len(asyncio.all_tasks()), errors=browser.errors)
         del browser
-        gc.collect()
+        # No gc.collect() here: the app collects what its calls leave in reference cycles.
         r.update(calls_in_memory=live(Call), conversations_in_memory=live(Conversation))
     return r
 

@@ -18,6 +18,7 @@ from agent.session import Stack, make_backend, make_conversation
 from avatar_engine.reference import ReferenceImageError, load_reference
 from config import Config
 from transports.web.call import Call, CallError
+from transports.web.memory import collect_after_call
 from transports.web.recording import Recordings
 from transports.web.shared_stack import SharedStack
 from transports.web.worker import close_worker_stack, worker_stack
@@ -62,6 +63,7 @@ class Calls:
         self.limit = cfg.server.max_sessions
         self._live: dict[Call, asyncio.Task] = {}
         self._opening = 0                      # slots held by offers being answered
+        self._collecting: set[asyncio.Task] = set()   # at most one per ended call, seconds long
 
     @property
     def live(self) -> int:
@@ -107,8 +109,15 @@ class Calls:
                  time.perf_counter() - t)
         task = call.start()
         self._live[call] = task
-        task.add_done_callback(lambda _: self._live.pop(call, None))
+        task.add_done_callback(lambda _: self._ended(call))
         return call.id, answer
+
+    def _ended(self, call: Call) -> None:
+        self._live.pop(call, None)
+        # Once this callback, which still holds the call, has returned.
+        task = asyncio.get_running_loop().create_task(collect_after_call(), name="collect-after-call")
+        self._collecting.add(task)
+        task.add_done_callback(self._collecting.discard)
 
     async def use_portrait(self, call_id: str, data: bytes, name: str) -> None:
         """A new face for a live call, checked first; the call keeps its face if it

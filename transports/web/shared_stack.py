@@ -11,6 +11,7 @@ import logging
 
 from agent.session import Stack, open_stack
 from config import Config
+from transports.web.memory import freeze_shared, unfreeze_shared
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,14 @@ class SharedStack:
         try:
             async with open_stack(self.cfg, progress=self._progress) as stack:
                 self.stack = stack
+                freeze_shared()  # collecting after each call looks only at what calls made
                 await asyncio.Event().wait()
         except Exception as e:  # shown on the page; the server stays up to say so
             log.exception("loading the models failed")
             self.error = f"could not load the models: {e}"
         finally:
             self.stack = None
+            unfreeze_shared()
 
     def _progress(self, message: str) -> None:
         self.status = message

@@ -151,8 +151,12 @@ class _ServerOnLoop:
     async def wait_ready(self) -> None:
         await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._server.wait_ready(), self._loop))
 
-    async def has_died(self, within_s: float = 2.0) -> bool:
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._server.has_died(within_s),
+    @property
+    def pid(self) -> int | None:
+        return self._server.pid
+
+    async def has_died(self, pid: int | None, within_s: float = 2.0) -> bool:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._server.has_died(pid, within_s),
                                                                           self._loop))
 
 
