@@ -74,6 +74,7 @@ def test_booth_talks_through_the_sound_card_and_the_page_watches(tts, tmp_path):
     assert reply_window > 0.02, "no reply from the speaker after the question"
     # its own voice came back through the mic (the room echo) and did not cut it off:
     # the echo guard's reference is what the speaker played
+    assert "on the booth thread" in log, "the booth's conversation runs on the server's loop, not its worker"
     closed = next(line for line in log.splitlines() if "booth closed" in line)
     assert "'turns': 1," in closed and "'interrupted': 0," in closed, closed
     # (what the user said is not checked word for word: a starved CPU drops mic blocks)

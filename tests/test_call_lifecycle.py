@@ -6,7 +6,9 @@ waits for the greeting, asks a question in an espeak-ng voice and, once the repl
 playing, goes: its tab closed or reloaded (the peer connection closed, no "bye"), or
 its Stop button ("bye" on the data channel, then closed). After it: no call left, the
 call's worker thread ended within WORKER_END_S, the server loop's asyncio tasks back to
-their number before the call, and no call or conversation object left in memory.
+their number before the call, and no call or conversation object left in memory (the
+test does not collect: the app must, transports/web/memory.py). And an offer a call
+cannot answer is refused in one sentence, leaving no worker or task behind.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from speech.audio import resample
 from speech.espeak import VOICES, speak
 from test_webui import CONFIG
 from transports.web.call import Call
+from transports.web.calls import CallRefused
 
 GREETING_S = 30.0        # connected to the end of the greeting, at most
 REPLY_S = 30.0           # the question said to its reply playing, at most
@@ -91,3 +94,28 @@ def test_hanging_up_mid_reply_frees_the_calls_tasks_threads_and_memory(say_bye):
         f"{r['tasks_after'] - r['tasks_before']} asyncio tasks left behind on the server's loop: {r['tasks_left']}"
     assert r["calls_in_memory"] == 0 and r["conversations_in_memory"] == 0, \
         f"still in memory: {r['calls_in_memory']} calls, {r['conversations_in_memory']} conversations"
+
+
+async def refused_offer(cfg) -> dict:
+    async with serving(cfg) as calls:
+        tasks_before = len(asyncio.all_tasks())
+        browser = Browser()
+        try:
+            await browser.pc.setLocalDescription(await browser.pc.createOffer())
+            no_h264 = "\n".join(line for line in browser.pc.localDescription.sdp.split("\n") if "H264" not in line)
+            with pytest.raises(CallRefused) as refused:
+                await calls.open(no_h264, "offer", "ada")
+        finally:
+            await browser.close()
+        await asyncio.sleep(0.5)
+        return dict(status=refused.value.status, message=refused.value.message, calls_left=calls.live,
+                    threads_left=[t.name for t in call_threads()], tasks_after=len(asyncio.all_tasks()),
+                    tasks_before=tasks_before)
+
+
+def test_an_offer_without_the_video_codec_is_refused_in_one_sentence_and_leaves_nothing():
+    r = asyncio.run(asyncio.wait_for(refused_offer(load_config(overrides={**CONFIG, "server": {"video_codec": "h264"}})),
+                                     TEST_S))
+    assert (r["status"], r["message"]) == \
+        (400, "this browser cannot receive H264 video; set server.video_codec to vp8 in config.yaml")
+    assert r["calls_left"] == 0 and r["threads_left"] == [] and r["tasks_after"] <= r["tasks_before"], r

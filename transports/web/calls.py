@@ -21,6 +21,7 @@ from transports.web.call import Call, CallError
 from transports.web.memory import collect_after_call
 from transports.web.recording import Recordings
 from transports.web.shared_stack import SharedStack
+from transports.web.video import VideoCodecError
 from transports.web.worker import close_worker_stack, worker_stack
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class Calls:
                 await conv.close()
                 await close_worker_stack(stack)
                 await call.discard()
-                if isinstance(e, CallError):
+                if isinstance(e, (CallError, VideoCodecError)):  # already one sentence
                     raise CallRefused(400, str(e)) from None
                 raise CallRefused(400, f"not a usable WebRTC offer: {e}") from None
         finally:
