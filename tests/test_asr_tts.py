@@ -2,6 +2,7 @@
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from speech.asr import word_error_rate
 from speech.audio import resample
 from speech.formants import shift_formants
 from speech.voice_measures import formant_shift_semitones, pitch_hz
+from transports.web.memory import collect_after_call
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 
@@ -72,6 +74,24 @@ def test_tts_async_stream_can_be_cancelled(tts):
         await asyncio.gather(task, return_exceptions=True)
         return got
     assert len(asyncio.run(main())) == 1
+
+
+def rss_mb() -> float:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_speaking_longer_and_longer_sentences_keeps_memory_flat(tts):
+    """A server speaks for days: ONNX Runtime's arena kept every new longest sentence's
+    buffers for good (+500 MB here), now nothing is kept once malloc gives freed memory
+    back, as the web server has it do after each call."""
+    sentence = "Black holes are places where gravity pulls so hard that not even light gets out."
+    tts.synthesize(sentence)   # the session's own first-run allocations
+    before = rss_mb()
+    for n in (1, 2, 3, 4, 5, 6):
+        tts.synthesize(", and ".join([sentence.rstrip(".")] * n) + ".")   # one ever longer sentence
+    asyncio.run(collect_after_call())
+    assert rss_mb() - before < 60, f"speaking grew the process by {rss_mb() - before:.0f} MB"
 
 
 def test_tts_of_nothing_is_nothing(tts):
