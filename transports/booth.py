@@ -73,7 +73,11 @@ class Booth:
     async def _converse(self, stack) -> None:
         """On the worker's loop: the conversation, from the models' warm-up to the end."""
         from transports.web.calls import conversation
-        self.conv = await asyncio.to_thread(conversation, stack, self.persona)
+        try:
+            self.conv = await asyncio.to_thread(conversation, stack, self.persona)
+        except BaseException:
+            await close_worker_stack(stack)
+            raise
         tasks = [asyncio.create_task(self.conv.warm_up(), name="warm-up"),
                  asyncio.create_task(self.conv.greet(self.persona.greeting), name="greeting")]
         try:
