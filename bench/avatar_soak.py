@@ -35,8 +35,9 @@ REPLIES = ["Sure, I can help with that. Let me think about the best way to expla
            "Here is what I found: the museum opens at nine and closes at five."]
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of process `pid` (this one by default), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")

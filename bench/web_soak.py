@@ -12,7 +12,8 @@ lives in it too, so it is counted against us), the asyncio tasks against their i
 count before the first call, the call objects left in memory (without collecting
 itself: the app must), and the LLM server's RSS. Targets (issue 10): RSS growth at most
 50 MB from the end of the warm-up (WARM_UP_MIN; the growth from the first call's end is
-printed too) to the end of the run, tasks back to idle after every call. Writes a plot of RSS over the run (SVG) with `--plot`.
+printed too) to the end of the run, tasks back to idle after every call. Writes a plot
+of RSS over the run (SVG) with `--plot`.
 
     python bench/web_soak.py [--minutes 30] [--questions 2] [--plot docs/web_soak.svg] [--json out.json]
 """
@@ -21,17 +22,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from aiortc_browser import MIC_RATE, Browser, serving  # noqa: E402
+from aiortc_browser import MIC_RATE, Browser, call_threads, live, serving  # noqa: E402
+from avatar_soak import rss_mb  # noqa: E402
 from config import load_config  # noqa: E402
 from conversation import QUESTIONS  # noqa: E402
 from speech.audio import resample  # noqa: E402
@@ -46,17 +46,6 @@ WARM_UP_MIN = 5.0        # the first minutes fill caches once (a persona's first
                          # largest inputs yet, malloc's arenas): growth is counted after them
 ENDINGS = ("bye", "tab closed", "tab closed mid-reply")
 PERSONAS = ("ada", "juno")
-
-
-def rss_mb(pid: int | str = "self") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def call_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("call-")]
 
 
 async def one_call(calls, persona: str, questions: list, ending: str) -> dict:
@@ -89,9 +78,9 @@ async def one_call(calls, persona: str, questions: list, ending: str) -> dict:
 async def settle(idle_tasks: int) -> float:
     """Seconds until the call's worker is gone and the loop is back to its idle tasks."""
     t0 = time.monotonic()
+    # (the app's collection after the call is one of the loop's tasks until it is done)
     while (call_threads() or len(asyncio.all_tasks()) > idle_tasks) and time.monotonic() - t0 < SETTLE_S:
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)  # the app's collection after the call, scheduled on the loop
     return time.monotonic() - t0
 
 
@@ -115,7 +104,7 @@ async def soak(minutes: float, n_questions: int) -> dict:
                 r = dict(replies=None, seconds=None, errors=["timed out"])
             r.update(call=k + 1, ending=ending, persona=persona, settle_s=await settle(idle_tasks))
             r.update(minute=(time.monotonic() - start) / 60, rss_mb=rss_mb(), tasks=len(asyncio.all_tasks()),
-                     threads=len(call_threads()), calls_in_memory=sum(type(o) is Call for o in gc.get_objects()),
+                     threads=len(call_threads()), calls_in_memory=live(Call),
                      llm_rss_mb=rss_mb(llm_pid) if llm_pid else None)
             rows.append(r)
             print(f"call {r['call']:3d} at {r['minute']:5.1f} min ({persona}, {ending}): {r['replies']} replies, "

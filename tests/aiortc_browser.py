@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import threading
 import time
 from collections import deque
 from fractions import Fraction
@@ -136,6 +138,16 @@ class Browser:
                     self.voice_peak = max(self.voice_peak, float(np.abs(frame.to_ndarray()).max()) / 32768)
                 else:
                     self.frames += 1
+
+
+def call_threads() -> list[threading.Thread]:
+    """The calls' worker threads still running."""
+    return [t for t in threading.enumerate() if t.name.startswith("call-")]
+
+
+def live(kind: type) -> int:
+    """How many objects of exactly `kind` are in memory (without collecting first)."""
+    return sum(type(o) is kind for o in gc.get_objects())
 
 
 @contextlib.asynccontextmanager

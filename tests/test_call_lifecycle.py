@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import threading
 import time
 
 import numpy as np
 import pytest
 
 from agent.conversation import Conversation
-from aiortc_browser import MIC_RATE, Browser, serving
+from aiortc_browser import MIC_RATE, Browser, call_threads, live, serving
 from config import load_config
 from speech.audio import resample
 from speech.espeak import VOICES, speak
@@ -35,14 +33,6 @@ REPLY_S = 30.0           # the question said to its reply playing, at most
 WORKER_END_S = 5.0       # hung up to the worker's thread gone
 SETTLE_S = 5.0           # for the peer connections' own tasks to finish after that
 TEST_S = 180.0           # the whole call, the models' loading included
-
-
-def call_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("call-")]
-
-
-def live(kind: type) -> int:
-    return sum(type(o) is kind for o in gc.get_objects())
 
 
 async def hang_up_mid_reply(cfg, question: np.ndarray, say_bye: bool) -> dict:

@@ -10,12 +10,11 @@ the peer connections and the other calls. Hanging up ends the worker's thread.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import numpy as np
 
-from aiortc_browser import MIC_RATE, TICK_S, Browser, serving
+from aiortc_browser import MIC_RATE, TICK_S, Browser, call_threads, serving
 from config import load_config
 from speech.audio import resample
 from speech.espeak import VOICES, speak
@@ -49,7 +48,7 @@ async def one_call(cfg, question: np.ndarray) -> dict:
         try:
             browser.mic.say(np.concatenate([np.zeros(int(QUESTION_AT_S * MIC_RATE), np.float32), question]))
             await browser.call(calls, "ada")
-            workers = [t.name for t in threading.enumerate() if t.name.startswith("call-")]
+            workers = [t.name for t in call_threads()]
             cpu = time.thread_time()      # the loop's thread: both peers' aiortc, and on the old code the media
             late = await lateness(asyncio.get_running_loop(), MEASURE_S)
             r = {"late": late, "workers": workers, "loop_cpu": (time.thread_time() - cpu) / MEASURE_S,
@@ -57,7 +56,7 @@ async def one_call(cfg, question: np.ndarray) -> dict:
         finally:
             await browser.close()
             await calls.close_all()
-        r["threads_left"] = [t.name for t in threading.enumerate() if t.name.startswith("call-")]
+        r["threads_left"] = [t.name for t in call_threads()]
         r["calls_left"] = calls.live
         return r
 
