@@ -338,3 +338,20 @@ def test_amx_is_read_from_the_cpu_flags(tmp_path):
     (tmp_path / "without").write_text("flags\t\t: fpu avx2 avx512f\n")
     assert cpu_has_amx(tmp_path / "with") and not cpu_has_amx(tmp_path / "without")
     assert not cpu_has_amx(tmp_path / "missing")
+
+
+def test_the_amx_filter_refuses_only_the_amx_request():
+    # a child process: a seccomp filter cannot be taken back
+    probe = (
+        "import ctypes, sys; sys.path.insert(0, '.')\n"
+        "from agent.llama_server_main import refuse_amx_permission\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "assert refuse_amx_permission()\n"
+        "refused = libc.syscall(158, 0x1023, 18), ctypes.get_errno()\n"
+        "mask = ctypes.c_ulong()\n"
+        "asked = libc.syscall(158, 0x1022, ctypes.byref(mask))\n"  # ARCH_GET_XCOMP_PERM still works
+        "print(refused, asked, mask.value & 3)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["(-1,", "1)", "0", "3"]  # EPERM; x87 and SSE permitted as always
