@@ -19,7 +19,9 @@ Debian's Chromium, as the browser tests do.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -36,6 +38,13 @@ from conversation import CUT_INS, QUESTIONS, pct  # noqa: E402
 TARGET_S = 1.5           # in-page p50, end of the question to the first reply sample
 CORES = 2                # a booth laptop: browser, app and LLM on two cores
 BUDGET_S = 420           # one option's run: the app starting, the turns, the cut-in
+CALL_CLOSED = re.compile(r"call closed \(.*?\): (\{.*\})$", re.M)  # the app's summary of a call (JSON)
+
+
+def server_breakdown(log: str) -> dict[str, float | None]:
+    """The server's p50 of each response stage (agent/metrics.py `breakdown`) for the call in `log`."""
+    found = CALL_CLOSED.findall(log)
+    return json.loads(found[-1]).get("breakdown_p50_s", {}) if found else {}
 
 
 def pin_to_cores(n: int) -> list[int]:
@@ -63,7 +72,8 @@ def run(codec: str, size: int, questions: int, base: str | None, folder: Path) -
     replied = [t for t in r["server_turns"] if t["user"] and t["response_s"] is not None]
     return {"in_page": [t["in_page_s"] for t in r["turns"]], "server": [t["response_s"] for t in replied][:questions],
             "app_cpu": r["app_cpu_share"], "with_llm": r["app_and_llm_cpu_share"], "video": r["video"],
-            "barge_in": r.get("barge_in_in_page_s") if r.get("voice_playing_at_cut_in") else None}
+            "barge_in": r.get("barge_in_in_page_s") if r.get("voice_playing_at_cut_in") else None,
+            "stages": server_breakdown(log)}
 
 
 def main() -> int:
@@ -91,6 +101,8 @@ def main() -> int:
                 runs[label].append(r)
                 print(f"  in page {', '.join(f'{s:.2f}' for s in r['in_page'])} s; "
                       f"server {', '.join(f'{s:.2f}' for s in r['server'])} s", file=sys.stderr, flush=True)
+                print("  server p50 by stage: " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items()
+                                                        if v is not None), file=sys.stderr, flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     print(f"{'option':<10} {'turns':>5} {'page p50':>8} {'page p90':>8} {'1st turns':>11} {'srv p50':>7} {'srv p90':>7} "
           f"{'app CPU':>7} {'+LLM':>6} {'cut-in':>6} {'video in page':<22} {'p50/target':>10}")

@@ -129,7 +129,7 @@ class CallMedia:
             await self.conv.close()
             await close_worker_stack(self._stack)
             log.info("call closed (mic: at most %d frames waiting, %d skipped): %s", self._mic.most_waiting,
-                     self._mic.dropped, summary(self.conv.turns))
+                     self._mic.dropped, json.dumps(summary(self.conv.turns), default=float))
 
     def _on_event(self, event) -> None:
         if isinstance(event, Interruption):
