@@ -63,6 +63,10 @@ class Brain(Protocol):
     async def warm_up(self) -> None:
         """Prepare for the first turn (e.g. have the LLM read the persona prompt once)."""
 
+    async def reread(self, history: History) -> None:
+        """The history was trimmed (its start changed): read it again now, while the user
+        speaks, rather than in the next reply."""
+
 
 class LocalVoice:
     """Fixed lines (greeting, apology) in the local Piper voice, for every brain: an
@@ -84,8 +88,10 @@ class LocalVoice:
 
 
 class CascadeBrain(LocalVoice):
-    def __init__(self, asr: ASR, llm: TextLLM, tts: TTS, persona: Persona, rate: int = 16000):
+    def __init__(self, asr: ASR, llm: TextLLM, tts: TTS, persona: Persona, rate: int = 16000, *,
+                 rereads: bool = True):
         self.asr, self.llm, self.tts, self.persona, self.rate = asr, llm, tts, persona, rate
+        self.rereads = rereads
 
     async def reply(self, audio: np.ndarray, history: History) -> AsyncIterator[BrainEvent]:
         t0 = time.perf_counter()
@@ -117,6 +123,14 @@ class CascadeBrain(LocalVoice):
         # Without this the first reply also pays for reading the persona prompt (~3 s),
         # and for the ASR's and the TTS's first calls (their lazy setup, ~0.5 s).
         await asyncio.gather(self.llm.warm_up(self.persona), warm_up_speech(self.asr, self.tts))
+
+    async def reread(self, history: History) -> None:
+        # A trimmed history is ~100 tokens the local server must read again, ~1.2 s on two
+        # cores, once every few turns: done here, it overlaps the user's next question.
+        # Only where this brain's server has the cores to itself (`rereads`): two servers
+        # reading at once (two agents) slow each other down several times.
+        if self.rereads:
+            await self.llm.warm_up(self.persona, history)
 
 
 class OmniBrain(LocalVoice):
@@ -153,6 +167,9 @@ class OmniBrain(LocalVoice):
     async def warm_up(self) -> None:
         # a hosted model keeps its own caches; the local ASR and the apology's voice do not
         await warm_up_speech(self.asr, self.tts)
+
+    async def reread(self, history: History) -> None:
+        pass  # a hosted model keeps its own prompt cache
 
 
 async def warm_up_speech(asr: ASR | None, tts: TTS) -> None:

@@ -184,8 +184,9 @@ class Conversation:
     @property
     def busy(self) -> bool:
         """Work is under way that the session must wait for in real time: the brain on a
-        reply not yet playing, or a model judging the user's speech."""
-        return (self._reply is not None and not self._reply.done and not self.output.playout) or self.detector.busy
+        reply not yet playing or re-reading its history, or a model judging the user's speech."""
+        return (self._reply is not None and not self._reply.done and not self.output.playout) or \
+            self.runner.rereading or self.detector.busy
 
     async def close(self) -> None:
         """Cancel everything still running (at the end of a session or on disconnect)."""

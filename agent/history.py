@@ -45,6 +45,7 @@ class History:
         self.max_tokens = max_tokens
         self._turns: deque[Turn] = deque()
         self._tokens = 0
+        self.trims = 0   # times the oldest turns were dropped: the prompt after the persona changed
 
     @classmethod
     def from_config(cls, agent_cfg) -> History:
@@ -77,6 +78,7 @@ class History:
                 self._drop_oldest()
             if self._over(self.max_turns, self.max_tokens):  # the new turn alone is too long
                 self._drop_oldest()
+            self.trims += 1
 
     def _drop_oldest(self) -> None:
         self._tokens -= approx_tokens(self._turns.popleft().prompt_text)

@@ -7,7 +7,8 @@ brain (dead server, 401, 429, timeouts, a cut stream, a crash) become a short sp
 apology; the conversation and its history go on. `cancel` stops the task, and with it
 the LLM's HTTP request and the TTS. History is written only by `finish`, once the user
 has heard what they heard: a prepared reply that was dropped leaves no trace, and an
-apology is not something the model said.
+apology is not something the model said. When writing it trimmed the history, the brain
+reads the history again at once (`reread`), while the user speaks.
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class ReplyRunner:
     def __init__(self, brain: Brain, playout: Playout, history: History, publish: Callable[[Event], None]):
         self.brain, self.playout, self.history, self.publish = brain, playout, history, publish
         self._cancelled: set[asyncio.Task] = set()
+        self._rereading: asyncio.Task | None = None
 
     def start(self, turn: int, audio: np.ndarray, user_start: float) -> Reply:
         reply = Reply(turn, audio, user_start)
@@ -118,16 +120,31 @@ class ReplyRunner:
         if len(self._cancelled) > MAX_CANCELLED:
             log.warning("%d cancelled replies still winding down", len(self._cancelled))
 
+    @property
+    def rereading(self) -> bool:
+        return self._rereading is not None and not self._rereading.done()
+
     def finish(self, reply: Reply, interrupted: bool) -> None:
         """The user has heard all of the reply they will hear: write it into the history."""
         if reply.turn is None:
             return
+        trims = self.history.trims
         if reply.user_text:
             self.history.add_user(reply.user_text)
         if reply.spoken and not reply.failure:
             self.history.add_agent(reply.spoken, interrupted=interrupted)
+        if self.history.trims != trims and not self.rereading:
+            self._rereading = asyncio.create_task(self.brain.reread(self.history), name="reread")
+            self._rereading.add_done_callback(_log_failure)
 
     async def close(self) -> None:
-        for task in list(self._cancelled):
+        tasks = [*self._cancelled, *([self._rereading] if self._rereading else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._cancelled, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    # rereading only saves time: a failure is the next reply's to report
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("reading the trimmed history again failed: %s", task.exception())

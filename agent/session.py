@@ -102,7 +102,7 @@ def make_brain(stack: Stack, persona: Persona, seat: int = 0) -> Brain:
     tts = stack.tts.with_formants(persona.voice_formant)   # the persona's own vocal tract
     if stack.omni is not None:
         return OmniBrain(stack.omni, tts, persona, SESSION_RATE, asr=stack.asr)
-    return CascadeBrain(stack.asr, stack.llms[seat], tts, persona, SESSION_RATE)
+    return CascadeBrain(stack.asr, stack.llms[seat], tts, persona, SESSION_RATE, rereads=len(stack.llms) == 1)
 
 
 def reference_image(cfg: Config, persona: Persona) -> np.ndarray:

@@ -61,13 +61,14 @@ class TextLLM:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def warm_up(self, persona: Persona) -> bool:
-        """Have the server evaluate the persona's prompt prefix now (e.g. while the greeting
-        plays), so the first reply starts as fast as later ones. False if that failed."""
-        # Reading each finished exchange ahead the same way, while the user thinks, was
-        # tried: first tokens came 0.2 s later in bench/conversation.py (0.62 s against
-        # 0.36 s after the ASR, p50), so replies read their history themselves.
-        async with contextlib.aclosing(self.reply(persona, History(0, 0), "", max_tokens=1)) as events:
+    async def warm_up(self, persona: Persona, history: History | None = None) -> bool:
+        """Have the server evaluate the prompt's prefix now: the persona's prompt (e.g. while
+        the greeting plays), so the first reply starts as fast as later ones, or that and
+        `history`. False if that failed."""
+        # Reading every finished exchange ahead this way, while the user thinks, was tried:
+        # first tokens came 0.2 s later in bench/conversation.py (0.62 s against 0.36 s
+        # after the ASR, p50). Only a trimmed history is worth it (Brain.reread).
+        async with contextlib.aclosing(self.reply(persona, history or History(0, 0), "", max_tokens=1)) as events:
             return isinstance([e async for e in events][-1], ReplyDone)
 
     async def spoken(self, persona: Persona, history: History, user_text: str) -> AsyncIterator[ReplyEvent]:

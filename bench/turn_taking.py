@@ -73,6 +73,9 @@ class ListeningBrain(LocalVoice):
     async def warm_up(self):
         pass
 
+    async def reread(self, history):
+        pass
+
 
 def voiced(voice_cfg, room):
     def say(text: str) -> np.ndarray:

@@ -111,6 +111,30 @@ def test_history_is_bounded_by_turns_and_its_start_changes_only_when_trimmed():
     # the prompt's prefix (and the LLM server's evaluated context) survives 4 turns of 5
     assert firsts == ["u0"] * 8 + ["u5"] * 5 + ["u10"]
     assert [t.text for t in h.turns] == ["u10", "u11", "u12", "u13"]
+    assert h.trims == 2
+
+
+def test_a_trimmed_history_is_read_again_as_soon_as_it_is_written():
+    import numpy as np
+    from agent.replies import Reply, ReplyRunner
+
+    class Brain:
+        def __init__(self):
+            self.reread_starts = []
+
+        async def reread(self, history):
+            self.reread_starts.append(history.turns[0].text)
+
+    async def exchanges():
+        brain = Brain()
+        runner = ReplyRunner(brain, playout=None, history=History(4, 10_000), publish=lambda event: None)
+        for i in range(4):
+            runner.finish(Reply(i, np.zeros(0, np.float32), 0.0, user_text=f"q{i}", played=[f"a{i}"]), False)
+            await asyncio.sleep(0)   # the reread runs
+        await runner.close()
+        return brain.reread_starts
+    # 4 turns fit; q2 trims to [a1, q2], a3 to [q3, a3]: each trim read once, nothing else
+    assert asyncio.run(exchanges()) == ["a1", "q3"]
 
 
 def test_a_long_new_turn_is_kept_while_it_fits_the_bound():

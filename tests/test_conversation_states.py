@@ -95,6 +95,9 @@ class ScriptedBrain:
     async def warm_up(self):
         pass
 
+    async def reread(self, history):
+        pass
+
 
 class TurnEndScript:
     """Stand-in for Smart Turn: a turn is complete when its last words end a sentence."""
