@@ -77,7 +77,7 @@ class ASR:
         segments = list(segments)
         timed = tuple(Word(w.word.strip(), w.start, w.end, w.probability)
                       for s in segments for w in (s.words or ()))
-        return Transcript(" ".join(" ".join(s.text.split()) for s in segments).strip(), timed, seconds)
+        return Transcript(without_repeats(" ".join(" ".join(s.text.split()) for s in segments).strip()), timed, seconds)
 
     def window_frames(self, seconds: float) -> int:
         """Mel frames the encoder reads for `seconds` of audio: `cfg.window_s`, or the
@@ -119,12 +119,31 @@ class ASR:
                     break
             elif token < self.tokenizer.eot:
                 text.append(token)
-        return " ".join(self.tokenizer.decode(text).split())
+        return without_repeats(" ".join(self.tokenizer.decode(text).split()))
 
     def warm_up(self) -> None:
         """One throwaway decode, so that the first turn of a session is not the slow one."""
         t = np.arange(2 * ASR_RATE) / ASR_RATE
         self.transcribe((0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), words=False)
+
+
+def without_repeats(text: str) -> str:
+    """`text` without sentences that only repeat the one before. In noise Whisper often
+    hears a short turn twice, in one segment timed inside the audio ("Why is the sky blue?
+    Why is the sky blue?"), or starts it again and runs out of tokens ("… blue? Why is
+    the"): a sentence equal to the one before is dropped, and so is a last, unfinished one
+    that is the start of it. Pure."""
+    import re
+    sentences = re.split(r"(?<=[.!?…])\s+", text.strip())
+    kept: list[str] = []
+    for i, sentence in enumerate(sentences):
+        words = normalize_words(sentence)
+        before = normalize_words(kept[-1]) if kept else None
+        unfinished = i == len(sentences) - 1 and not sentence.endswith((".", "!", "?", "…"))
+        if before is not None and words and (words == before or unfinished and before[:len(words)] == words):
+            continue
+        kept.append(sentence)
+    return " ".join(kept)
 
 
 def normalize_words(text: str) -> list[str]:

@@ -1,10 +1,11 @@
 """Hearing voices that are not the agent's: espeak-ng speakers, the default ASR settings."""
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from agent.persona import load_persona
-from speech.asr import ASR, normalize_words, word_error_rate
+from speech.asr import ASR, normalize_words, without_repeats, word_error_rate
 from speech.espeak import VOICES, Room, speak
 
 # (voice, room, line): two accents, dry and in a quiet room, lines the conversations use
@@ -63,3 +64,20 @@ def test_the_short_window_hears_as_well_as_the_full_one(cfg, asr, heard_lines, h
 def test_the_hint_spells_the_persona_name(asr, heard_lines, hint):
     text, audio = heard_lines[3]   # "Hi Ada, how are you today?"
     assert "ada" in normalize_words(asr.transcribe(audio, words=False, hint=hint).text)
+
+
+def test_a_turn_heard_twice_in_a_noisy_room_is_written_once(asr, hint):
+    # Whisper tiny.en hears this one twice, in one segment timed inside the audio:
+    # "Why is the sky new? Why is the sky new?"
+    u = speak("Why is the sky blue?", VOICES[0], Room(), seed=0)
+    audio = np.concatenate([np.zeros(int(0.1 * u.rate), np.float32), u.audio, np.zeros(int(0.25 * u.rate), np.float32)])
+    got = asr.transcribe(audio, words=False, hint=hint).text
+    assert 4 <= len(normalize_words(got)) <= 5, got
+
+
+def test_only_a_repeat_of_the_sentence_before_is_dropped():
+    assert without_repeats("Why is the sky blue? Why is the sky blue?") == "Why is the sky blue?"
+    assert without_repeats("Why is the sky blue? why is the sky, blue") == "Why is the sky blue?"
+    assert without_repeats("Why is the sky blue? Why is the") == "Why is the sky blue?"   # cut by the token limit
+    for kept in ("Hello? Hello there.", "I said yes. Yes.", "Why? Why is it so?", "Why is the", ""):
+        assert without_repeats(kept) == kept
